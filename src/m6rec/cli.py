@@ -1,0 +1,311 @@
+"""``m6rec``: the command-line tool (Typer). Thin calls into the library.
+
+Bad arguments or bad data give a one-line ``error: ...`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="m6rec: open-domain recommendation with language models and classic baselines.")
+
+USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, NotADirectoryError)
+
+
+def cli_errors(fn):
+    """Turn library errors about the user's input into one line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            typer.echo(f"error: {msg}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def parse_value(text: str) -> Any:
+    """``3`` -> 3, ``0.5`` -> 0.5, ``true`` -> True, ``[1,2]`` -> [1, 2], else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_params(items: list[str] | None, scoped: bool = False) -> dict:
+    """``key=value`` pairs (``model.key=value`` when ``scoped``) -> dict (nested when scoped)."""
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--param {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if scoped:
+            if "." not in key:
+                raise ValueError(f"--param {item!r}: expected model.key=value")
+            model, key = key.split(".", 1)
+            out.setdefault(model.strip(), {})[key] = parse_value(value)
+        else:
+            out[key] = parse_value(value)
+    return out
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _load_one(spec: str, tie_break: str | None = None):
+    from m6rec.config import Settings
+    from m6rec.data import load_datasets
+
+    datasets = load_datasets(spec, tie_break=tie_break or Settings().tie_break)
+    if len(datasets) != 1:
+        raise ValueError(f"--data {spec!r}: this command takes one dataset, got {len(datasets)}")
+    return datasets[0]
+
+
+# -- commands -------------------------------------------------------------------------------------
+@app.command()
+@cli_errors
+def datasets(
+    data: Annotated[str | None, typer.Option(help="Describe this dataset spec instead.")] = None,
+):
+    """List the built-in datasets (or describe --data SPEC)."""
+    from rich.table import Table
+
+    from m6rec.data import BUILTIN, load_datasets
+
+    table = Table("name", "users", "items", "interactions", "ratings", "item columns", "source")
+    for ds in load_datasets(data or ",".join(BUILTIN)):
+        s = ds.summary()
+        table.add_row(ds.name, str(s["users"]), str(s["items"]), str(s["interactions"]),
+                      "yes" if s["ratings"] else "no", ", ".join(s["item_columns"]),
+                      "built-in" if data is None else str(s["source"]))
+    from rich.console import Console
+
+    Console().print(table)
+
+
+@app.command()
+@cli_errors
+def train(
+    data: Annotated[str, typer.Option(help="Dataset spec: built-in name or path.")],
+    model: Annotated[str, typer.Option(help="Registered model name (see `m6rec models`).")],
+    out: Annotated[Path, typer.Option(help="Model directory to write.")],
+    param: Annotated[list[str] | None, typer.Option(help="Hyper-parameter key=value (repeat).")] = None,
+    protocol: Annotated[str, typer.Option(
+        help="Fit on this protocol's training part (loo|time|cold), or 'all' for every interaction.")] = "loo",
+    tie_break: Annotated[str | None, typer.Option(help="hash | hash:SALT | file")] = None,
+):
+    """Train a model and save it as a directory."""
+    from m6rec.eval.evaluate import fit
+    from m6rec.eval.protocols import PROTOCOLS, make_split
+    from m6rec.models.io import save_model_dir
+    from m6rec.registry import build_model
+
+    if protocol not in PROTOCOLS + ("all",):
+        raise ValueError(f"--protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}, all")
+    ds = _load_one(data, tie_break)
+    mdl = build_model(model, **parse_params(param))
+    con = _console()
+    with con.status(f"training {model} on {ds.name} ({protocol})"):
+        if protocol == "all":
+            import time
+
+            t0 = time.perf_counter()
+            mdl.fit(ds)
+            seconds = time.perf_counter() - t0
+        else:
+            mdl, seconds = fit(mdl, make_split(ds, protocol))
+    save_model_dir(mdl, out, ds, data_spec=data, protocol=protocol, fit_seconds=seconds)
+    con.print(f"[green]saved[/green] {model} to {out} (fit {seconds:.1f} s)")
+
+
+@app.command()
+@cli_errors
+def evaluate(
+    model_dir: Annotated[Path, typer.Option(help="A directory written by `m6rec train`.")],
+    data: Annotated[str, typer.Option(help="Dataset spec.")],
+    protocol: Annotated[str, typer.Option(help="loo | time | cold")] = "loo",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    tie_break: Annotated[str | None, typer.Option(help="hash | hash:SALT | file")] = None,
+):
+    """Evaluate a saved model with full ranking on a protocol's test set."""
+    from m6rec.eval.evaluate import evaluate_split
+    from m6rec.eval.protocols import make_split
+    from m6rec.models.io import load_model_dir
+
+    ds = _load_one(data, tie_break)
+    mdl, meta = load_model_dir(model_dir, ds)
+    if meta.get("protocol") not in (protocol, None) and meta.get("dataset") == ds.name:
+        _console().print(f"[yellow]warning:[/yellow] the model was fitted on protocol "
+                         f"{meta.get('protocol')!r}; its training data may hold {protocol!r} test items")
+    res = evaluate_split(mdl, make_split(ds, protocol))
+    if as_json:
+        typer.echo(json.dumps({"dataset": ds.name, "protocol": protocol, **{
+            k: v for k, v in res.items()}}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("metric", "value", title=f"{meta.get('model')} on {ds.name} ({protocol})")
+    for k, v in res["metrics"].items():
+        table.add_row(k, f"{v:.4f}")
+    Console().print(table)
+
+
+@app.command()
+@cli_errors
+def recommend(
+    model_dir: Annotated[Path, typer.Option(help="A directory written by `m6rec train`.")],
+    data: Annotated[str, typer.Option(help="Dataset spec (for histories and titles).")],
+    user: Annotated[str, typer.Option(help="Raw user id.")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="How many items.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    explain: Annotated[bool, typer.Option(help="Say which history items led to each item.")] = False,
+    tie_break: Annotated[str | None, typer.Option(help="hash | hash:SALT | file")] = None,
+):
+    """Top-k for one user (their whole history in SPEC is the input; seen items excluded)."""
+    from m6rec.models.io import load_model_dir
+    from m6rec.recommend import recommend_for_user
+
+    ds = _load_one(data, tie_break)
+    mdl, _ = load_model_dir(model_dir, ds)
+    result = recommend_for_user(mdl, ds, user, k=k, explain=explain)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    print_recommendations(result)
+
+
+def print_recommendations(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("#", "item_id", "title", "score", title=f"top-{len(result['items'])} for user "
+                  f"{result['user_id']}", show_lines=False)
+    explain = any("because" in it for it in result["items"])
+    if explain:
+        table.add_column("why")
+    for n, it in enumerate(result["items"], 1):
+        row = [str(n), str(it["item_id"]), it.get("title", ""), f"{it['score']:.4f}"]
+        if explain:
+            row.append(it.get("because", ""))
+        table.add_row(*row)
+    Console().print(table)
+
+
+@app.command()
+@cli_errors
+def benchmark(
+    data: Annotated[str, typer.Option(help="Dataset spec (comma list: one benchmark per domain).")],
+    models: Annotated[str, typer.Option(help="Comma-separated model names.")] = "pop,itemknn,ease,bpr",
+    protocol: Annotated[str, typer.Option(help="loo | time | cold")] = "loo",
+    out: Annotated[Path, typer.Option(help="Report directory.")] = Path("runs/benchmark"),
+    param: Annotated[list[str] | None, typer.Option(help="model.key=value (repeat).")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds for stochastic models.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
+    tie_break: Annotated[str | None, typer.Option(help="hash | hash:SALT | file")] = None,
+):
+    """Train and evaluate several models on one protocol; write report.md, results.json, PNGs."""
+    from m6rec.config import Settings
+    from m6rec.data import load_datasets
+    from m6rec.eval.benchmark import run_benchmark, summary_json
+    from m6rec.eval.protocols import PROTOCOLS
+    from m6rec.eval.report import metrics_table, write_report
+    from m6rec.registry import all_models
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [m for m in names if m not in all_models()]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(all_models())})")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
+    params = parse_params(param, scoped=True)
+    bad = [m for m in params if m not in names]
+    if bad:
+        raise ValueError(f"--param for model(s) not in --models: {', '.join(bad)}")
+    con = _console()
+    command = "m6rec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    summaries = []
+    for ds in load_datasets(data, tie_break=tie_break or Settings().tie_break):
+        with con.status(f"benchmark on {ds.name}") as status:
+            result = run_benchmark(ds, names, protocol, params=params, seeds=seeds,
+                                   progress=lambda s: status.update(f"{ds.name}: fitting {s}"))
+        target = out if data.count(",") == 0 else out / ds.name
+        report = write_report(result, target, command=command)
+        summaries.append(summary_json(result))
+        if not as_json:
+            from rich.console import Console
+            from rich.markdown import Markdown
+
+            Console().print(Markdown(metrics_table(result)))
+            con.print(f"report: {report}")
+    if as_json:
+        typer.echo(json.dumps(summaries[0] if len(summaries) == 1 else {"runs": summaries}))
+
+
+@app.command(name="models")
+def list_models():
+    """List the registered models and their hyper-parameters."""
+    from m6rec.registry import all_models, get_model_class
+
+    for name in all_models():
+        k = get_model_class(name)
+        doc = (k.__doc__ or "").strip().splitlines()[0] if k.__doc__ else ""
+        typer.echo(f"{name:10s} {', '.join(k.param_names()):50s} {doc}")
+
+
+@app.command()
+@cli_errors
+def demo(
+    data: Annotated[str, typer.Option(help="Dataset spec.")] = "ml-100k",
+    user: Annotated[str, typer.Option(help="Raw user id to recommend for.")] = "1",
+    out: Annotated[Path, typer.Option(help="Where to write the report and the model.")] = Path("runs/demo"),
+):
+    """Train baselines on the built-in ml-100k, print metrics and a user's top-10 with reasons."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from m6rec.eval.benchmark import run_benchmark
+    from m6rec.eval.report import metrics_table, write_report
+    from m6rec.models.io import save_model_dir
+    from m6rec.recommend import recommend_for_user
+    from m6rec.registry import build_model
+
+    con = Console()
+    ds = _load_one(data)
+    con.print(f"[bold]{ds!r}[/bold]")
+    names = ["pop", "itemknn", "ease", "bpr"]
+    with _console().status("benchmark (protocol loo, full ranking)") as status:
+        result = run_benchmark(ds, names, "loo",
+                               progress=lambda s: status.update(f"fitting {s}"))
+    con.print(Markdown(metrics_table(result)))
+    write_report(result, out, command=f"m6rec demo --data {data}")
+    best = max(result["models"], key=lambda n: result["models"][n]["metrics"]["ndcg@10"])
+    con.print(f"best on valid-free test NDCG@10: [bold]{best}[/bold]; refitting on all data")
+    mdl = build_model(best, **result["models"][best]["params"]).fit(ds)
+    save_model_dir(mdl, out / "model", ds, data_spec=data, protocol="all", fit_seconds=0.0)
+    print_recommendations(recommend_for_user(mdl, ds, user, k=10, explain=True))
+    con.print(f"report and plots: {out}/report.md; model: {out}/model")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

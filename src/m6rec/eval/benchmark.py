@@ -1,0 +1,92 @@
+"""Train and evaluate several models on one protocol, in one process (``m6rec benchmark``).
+
+An experiment only loops and tabulates (Cornac): models come from the registry by name, the split
+from `protocols`, the numbers from `evaluate`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from m6rec.data.dataset import Dataset
+from m6rec.eval.evaluate import DEFAULT_KS, evaluate_split, fit
+from m6rec.eval.protocols import make_split
+from m6rec.registry import build_model, get_model_class
+
+HEADLINE = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20", "recall@20")
+
+
+def run_benchmark(dataset: Dataset, models: list[str], protocol: str = "loo",
+                  params: dict[str, dict[str, Any]] | None = None, seeds: int = 1,
+                  ks: tuple[int, ...] = DEFAULT_KS,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Fit and evaluate each model on the same split.
+
+    ``params`` maps model name -> hyper-parameters. With ``seeds > 1``, models that take a
+    ``random_state`` run once per seed (0 .. seeds-1) and the metrics are means, with the
+    standard deviations under ``"std"``; deterministic models run once.
+
+    Returns ``{"dataset", "protocol", "split", "models": {name: {"metrics", "std",
+    "fit_seconds", "params", "curves", "seeds", ...extra sets}}}``.
+    """
+    params = params or {}
+    split = make_split(dataset, protocol)
+    out: dict[str, Any] = {"dataset": dataset.name, "protocol": protocol,
+                           "split": {k: (v if not isinstance(v, np.ndarray) else len(v))
+                                     for k, v in split.info.items()},
+                           "models": {}}
+    for name in models:
+        klass = get_model_class(name)
+        p = dict(params.get(name, {}))
+        stochastic = "random_state" in klass.param_names() and "random_state" not in p
+        runs = []
+        for seed in range(seeds if stochastic else 1):
+            if stochastic:
+                p["random_state"] = seed
+            if progress:
+                progress(f"{name}" + (f" (seed {seed})" if stochastic and seeds > 1 else ""))
+            model, seconds = fit(build_model(name, **p), split)
+            res = evaluate_split(model, split, ks)
+            res["fit_seconds"] = seconds
+            res["curves"] = getattr(model, "history_", None)
+            res["params"] = model.get_params()
+            runs.append(res)
+        out["models"][name] = _aggregate(runs)
+    return out
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    first = runs[0]
+    agg: dict[str, Any] = {"seeds": len(runs), "params": first["params"],
+                           "curves": first["curves"]}
+    for block in [k for k, v in first.items() if isinstance(v, dict) and k != "params"]:
+        keys = first[block].keys()
+        agg[block] = {k: float(np.mean([r[block][k] for r in runs])) for k in keys}
+        if len(runs) > 1:
+            agg.setdefault("std", {})[block] = {
+                k: float(np.std([r[block][k] for r in runs], ddof=1)) for k in keys}
+    agg["fit_seconds"] = float(np.mean([r["fit_seconds"] for r in runs]))
+    return agg
+
+
+def summary_json(result: dict[str, Any]) -> dict[str, Any]:
+    """The stable ``--json`` shape: dataset, protocol and per-model headline metrics."""
+    models = {}
+    for name, r in result["models"].items():
+        entry = {"metrics": {k: _num(r["metrics"].get(k)) for k in HEADLINE},
+                 "fit_seconds": r["fit_seconds"]}
+        if "std" in r:
+            entry["std"] = {k: _num(r["std"]["metrics"].get(k)) for k in HEADLINE}
+        for extra in ("warm",):
+            if extra in r:
+                entry[extra] = {k: _num(r[extra].get(k)) for k in HEADLINE}
+        models[name] = entry
+    return {"dataset": result["dataset"], "protocol": result["protocol"], "models": models}
+
+
+def _num(x: Any) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)

@@ -1,0 +1,218 @@
+"""The one model contract (implicit's RecommenderBase, scikit-learn's estimator rules).
+
+Every model implements ``fit(dataset, valid=None) -> self`` and ``_score_rows(histories)``
+(dense scores for every item); top-k, filtering of seen / excluded items, candidate
+restriction, batching and persistence live here, once.
+
+Hyper-parameters are keyword arguments of ``__init__``, stored verbatim; learned state ends in
+``_`` and is set only by ``fit`` (or ``load``). A saved model is a directory:
+``config.json`` (name, params, sizes) + ``state.npz`` (NumPy arrays, loaded with pickle disabled)
+or ``state.safetensors`` for torch models.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from m6rec.data.dataset import Dataset
+from m6rec.data.histories import Histories
+
+FORMAT_VERSION = 1
+
+
+class Recommender:
+    """Base class of every m6rec model.
+
+    Subclasses set ``name`` (the registry key) and implement ``fit``, ``_score_rows``,
+    ``_state`` and ``_set_state``. ``batch_size`` bounds the users scored at once.
+    """
+
+    name: ClassVar[str] = ""
+    batch_size: ClassVar[int] = 1024
+    #: True for models whose ``fit`` takes a validation set for early stopping.
+    uses_validation: ClassVar[bool] = False
+
+    n_items_: int
+    n_users_: int
+
+    # -- parameters ------------------------------------------------------------------------------
+    @classmethod
+    def param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        return {p: getattr(self, p) for p in self.param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- the contract ----------------------------------------------------------------------------
+    def fit(self, dataset: Dataset, valid: Histories | None = None) -> Recommender:
+        raise NotImplementedError
+
+    def _score_rows(self, histories: Histories) -> np.ndarray:
+        """Scores of every item for each row: float32 [n, n_items]."""
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_items_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+
+    def _check_histories(self, histories: Histories) -> None:
+        if len(histories.items) and (histories.items.min() < 0
+                                     or histories.items.max() >= self.n_items_):
+            bad = int(histories.items[(histories.items < 0) | (histories.items >= self.n_items_)][0])
+            raise ValueError(f"history holds item index {bad}, outside this model's catalogue "
+                             f"of {self.n_items_} items (was it trained on another dataset?)")
+
+    def score(self, histories: Histories, item_idx: np.ndarray | None = None) -> np.ndarray:
+        """Scores [n, n_items], or [n, m] for the given items (same list for every row, or an
+        int array [n, m] of per-row items)."""
+        self._check_fitted()
+        self._check_histories(histories)
+        out = []
+        for start in range(0, len(histories), self.batch_size):
+            part = histories.take(slice(start, start + self.batch_size))
+            s = self._score_rows(part)
+            if item_idx is not None:
+                idx = np.asarray(item_idx)
+                s = (s[:, idx] if idx.ndim == 1
+                     else np.take_along_axis(s, idx[start:start + len(part)], axis=1))
+            out.append(s.astype(np.float32, copy=False))
+        if not out:
+            m = self.n_items_ if item_idx is None else np.asarray(item_idx).shape[-1]
+            return np.zeros((0, m), np.float32)
+        return np.concatenate(out)
+
+    def recommend(self, histories: Histories, k: int = 10, *, exclude_seen: bool = True,
+                  exclude: sp.csr_matrix | None = None,
+                  candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k items for each row of ``histories``.
+
+        Parameters
+        ----------
+        histories : Histories
+            n users' behaviour (a single user is a batch of one).
+        k : int
+        exclude_seen : bool
+            Drop items in each row's history.
+        exclude : csr [n, n_items], optional
+            More items to drop per row.
+        candidates : int array [m], optional
+            Rank only these items.
+
+        Returns
+        -------
+        ids : int64 [n, k] item indices, best first (-1 pads rows with fewer than k eligible items)
+        scores : float32 [n, k] (-inf for padding)
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        self._check_histories(histories)
+        n = len(histories)
+        ids = np.full((n, k), -1, dtype=np.int64)
+        scores = np.full((n, k), -np.inf, dtype=np.float32)
+        allowed = None
+        if candidates is not None:
+            allowed = np.zeros(self.n_items_, dtype=bool)
+            allowed[np.asarray(candidates, dtype=np.int64)] = True
+        for start in range(0, n, self.batch_size):
+            stop = min(n, start + self.batch_size)
+            part = histories.take(slice(start, stop))
+            s = np.array(self._score_rows(part), dtype=np.float32, copy=True)
+            s[np.isnan(s)] = np.finfo(np.float32).min  # NaN-safe; still eligible
+            if allowed is not None:
+                s[:, ~allowed] = -np.inf
+            if exclude_seen:
+                rows = np.repeat(np.arange(len(part)), part.lengths)
+                s[rows, part.items] = -np.inf
+            if exclude is not None:
+                ex = exclude[start:stop].tocoo()
+                s[ex.row, ex.col] = -np.inf
+            i, v = topk(s, k)
+            ids[start:stop], scores[start:stop] = i, v
+        return ids, scores
+
+    # -- persistence -----------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        """Learned arrays to save."""
+        raise NotImplementedError
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write ``config.json`` + ``state.npz`` into ``directory`` (created if needed)."""
+        self._check_fitted()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        state = {k: np.ascontiguousarray(v) for k, v in self._state().items()}
+        tmp = d / "state.tmp.npz"
+        np.savez(tmp, **state)
+        tmp.replace(d / "state.npz")
+        config = {"format": FORMAT_VERSION, "model": self.name, "params": self.get_params(),
+                  "n_items": int(self.n_items_), "n_users": int(self.n_users_)}
+        if extra:
+            config.update(extra)
+        (d / "config.json").write_text(json.dumps(config, indent=2, default=_jsonable))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Recommender:
+        """Load any saved model (the class comes from ``config.json``)."""
+        from m6rec.registry import get_model_class
+
+        d = Path(directory)
+        cfg_path = d / "config.json"
+        if not cfg_path.is_file():
+            raise FileNotFoundError(f"{d}: not a model directory (no config.json)")
+        config = json.loads(cfg_path.read_text())
+        klass = get_model_class(config["model"])
+        if cls is not Recommender and not issubclass(klass, cls):
+            raise TypeError(f"{d} holds a {config['model']!r} model, not {cls.name!r}")
+        model = klass(**config["params"])
+        with np.load(d / "state.npz", allow_pickle=False) as z:
+            state = {k: z[k] for k in z.files}
+        model.n_items_ = int(config["n_items"])
+        model.n_users_ = int(config["n_users"])
+        model._set_state(state)
+        return model
+
+
+def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-k of a dense matrix, sorted best first; -inf entries become -1 padding.
+
+    Ties within the returned list are ordered by item index; the result is deterministic."""
+    n, m = scores.shape
+    kk = min(k, m)
+    if kk < m:
+        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    else:
+        part = np.broadcast_to(np.arange(m), (n, m)).copy()
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    ids = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    vals = np.take_along_axis(vals, order, axis=1)
+    ids[~np.isfinite(vals) & (vals < 0)] = -1
+    out_ids = np.full((n, k), -1, dtype=np.int64)
+    out_vals = np.full((n, k), -np.inf, dtype=np.float32)
+    out_ids[:, :kk], out_vals[:, :kk] = ids, vals
+    out_vals[out_ids < 0] = -np.inf
+    return out_ids, out_vals
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    raise TypeError(f"cannot store {type(o).__name__} in config.json")

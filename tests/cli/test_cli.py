@@ -1,0 +1,84 @@
+"""The CLI end to end on the built-in data, and its one-line errors (exit code 2)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from m6rec.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_datasets_lists_builtin():
+    r = run("datasets")
+    assert r.exit_code == 0 and "ml-100k" in r.stdout and "1682" in r.stdout
+
+
+def test_train_evaluate_recommend(tmp_path):
+    d = tmp_path / "ease"
+    r = run("train", "--data", "ml-100k", "--model", "ease", "--param", "reg=300", "--out", str(d))
+    assert r.exit_code == 0, r.output
+    assert json.loads((d / "config.json").read_text())["params"]["reg"] == 300
+    r = run("evaluate", "--model-dir", str(d), "--data", "ml-100k", "--protocol", "loo", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["dataset"] == "ml-100k" and out["protocol"] == "loo"
+    for key in ("ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20", "recall@20"):
+        assert 0.0 <= out["metrics"][key] <= 1.0
+    assert out["metrics"]["ndcg@10"] > 0.05
+    r = run("recommend", "--model-dir", str(d), "--data", "ml-100k", "--user", "1", "-k", "5",
+            "--json")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)
+    assert rec["user_id"] == "1" and len(rec["items"]) == 5
+    assert {"item_id", "score", "title"} <= set(rec["items"][0])
+    scores = [it["score"] for it in rec["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_benchmark_json_and_report(tmp_path):
+    r = run("benchmark", "--data", "ml-100k", "--models", "pop,itemknn", "--protocol", "loo",
+            "--out", str(tmp_path), "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["dataset"] == "ml-100k" and set(out["models"]) == {"pop", "itemknn"}
+    m = out["models"]["itemknn"]
+    assert set(m["metrics"]) == {"ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20",
+                                 "recall@20"}
+    assert m["fit_seconds"] >= 0
+    assert m["metrics"]["ndcg@10"] > out["models"]["pop"]["metrics"]["ndcg@10"]
+    for f in ("report.md", "results.json", "metrics_loo.png"):
+        assert (tmp_path / f).is_file()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--data", "ml-100k", "--model", "nope", "--out", "x"], "unknown model"),
+    (["train", "--data", "no/such/path", "--model", "pop", "--out", "x"], "no such dataset"),
+    (["train", "--data", "ml-100k", "--model", "ease", "--param", "reg", "--out", "x"],
+     "expected key=value"),
+    (["train", "--data", "ml-100k", "--model", "ease", "--param", "alpha=1", "--out", "x"],
+     "has no parameter"),
+    (["benchmark", "--data", "ml-100k", "--models", "pop", "--protocol", "bogus"], "protocol"),
+    (["evaluate", "--model-dir", "/nonexistent", "--data", "ml-100k"], "not a model directory"),
+])
+def test_bad_arguments_exit_2_with_one_line(args, needle, tmp_path):
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2
+    err = r.stderr.strip()
+    assert needle in err and "Traceback" not in r.output
+    assert len(err.splitlines()) == 1
+
+
+def test_recommend_unknown_user(tmp_path):
+    d = tmp_path / "pop"
+    assert run("train", "--data", "ml-100k", "--model", "pop", "--out", str(d)).exit_code == 0
+    r = runner.invoke(app, ["recommend", "--model-dir", str(d), "--data", "ml-100k",
+                            "--user", "nobody"])
+    assert r.exit_code == 2 and "unknown user id 'nobody'" in r.stderr
