@@ -244,7 +244,7 @@ def benchmark(
     for ds in load_datasets(data, tie_break=tie_break or Settings().tie_break):
         with con.status(f"benchmark on {ds.name}") as status:
             result = run_benchmark(ds, names, protocol, params=params, seeds=seeds,
-                                   progress=lambda s: status.update(f"{ds.name}: fitting {s}"))
+                                   progress=lambda s, n=ds.name: status.update(f"{n}: fitting {s}"))
         target = out if data.count(",") == 0 else out / ds.name
         report = write_report(result, target, command=command)
         summaries.append(summary_json(result))
@@ -296,7 +296,7 @@ def demo(
     con.print(Markdown(metrics_table(result)))
     write_report(result, out, command=f"m6rec demo --data {data}")
     best = max(result["models"], key=lambda n: result["models"][n]["metrics"]["ndcg@10"])
-    con.print(f"best on valid-free test NDCG@10: [bold]{best}[/bold]; refitting on all data")
+    con.print(f"best test NDCG@10: [bold]{best}[/bold]; refitting it on every interaction for the recommendations below")
     mdl = build_model(best, **result["models"][best]["params"]).fit(ds)
     save_model_dir(mdl, out / "model", ds, data_spec=data, protocol="all", fit_seconds=0.0)
     print_recommendations(recommend_for_user(mdl, ds, user, k=10, explain=True))

@@ -68,7 +68,8 @@ def plot_metrics(result: dict[str, Any], path: Path) -> Path:
     for j, k in enumerate(keys):
         vals = [result["models"][n]["metrics"].get(k, 0.0) for n in names]
         errs = [result["models"][n].get("std", {}).get("metrics", {}).get(k, 0.0) for n in names]
-        ax.bar(x + (j - (len(keys) - 1) / 2) * w, vals, w, yerr=errs, label=k, capsize=2)
+        ax.bar(x + (j - (len(keys) - 1) / 2) * w, vals, w, yerr=errs if any(errs) else None,
+               label=k, capsize=2)
     ax.set_xticks(x, names)
     ax.set_ylabel("test metric")
     ax.set_title(f"{result['dataset']} · {result['protocol']} (full ranking)")

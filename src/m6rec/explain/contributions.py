@@ -63,7 +63,7 @@ def explain_items(model: Any, dataset: Dataset, history: np.ndarray, items: np.n
         shares = [float(c[j] / total) if total > 0 else 0.0 for j in order if c[j] > 0]
         shared = sorted(set(cats[int(item)]) & {g for j in cited for g in cats[j]})
         if cited:
-            names = " and ".join(str(titles[j]) for j in cited)
+            names = " and ".join(f'"{titles[j]}"' for j in cited)
             sentence = f"because you liked {names}"
             if shared:
                 sentence += f"; shares {', '.join(shared[:3])}"
