@@ -226,9 +226,12 @@ def benchmark(
     from m6rec.eval.benchmark import run_benchmark, summary_json
     from m6rec.eval.protocols import PROTOCOLS
     from m6rec.eval.report import metrics_table, write_report
-    from m6rec.registry import all_models
+    from m6rec.registry import all_models, parse_model_spec, split_models
 
-    names = [m.strip() for m in models.split(",") if m.strip()]
+    specs = [parse_model_spec(s) for s in split_models(models)]  # top-level commas only
+    names = [n for n, _ in specs]
+    if len(set(names)) != len(names):
+        raise ValueError("each model may appear once in --models")
     unknown = [m for m in names if m not in all_models()]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(all_models())})")
@@ -238,6 +241,9 @@ def benchmark(
     bad = [m for m in params if m not in names]
     if bad:
         raise ValueError(f"--param for model(s) not in --models: {', '.join(bad)}")
+    for n, p in specs:  # inline spec params, e.g. fusion(ease,itemknn); --param wins
+        if p:
+            params[n] = {**p, **params.get(n, {})}
     con = _console()
     command = "m6rec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summaries = []

@@ -183,7 +183,7 @@ def test_formats_with_a_mapping_agree(frame, tmp_path):
 def test_from_dataframe_with_items_and_users(checkerboard):
     ds = checkerboard
     assert ds.n_users == 50 and ds.n_items == 50
-    assert ds.titles()[0] == "even item 0"
+    assert ds.titles()[0] == "even item"
     m, vocab = ds.category_matrix()
     assert vocab == ["even", "odd"] and m.shape == (50, 2)
     assert_well_formed(ds)

@@ -15,6 +15,12 @@ from m6rec.registry import all_models, build_model
 # (PureSVD's rank must stay below min(n_users, n_items) = 50; the checkerboard has rank 2 + noise).
 FAST_PARAMS: dict[str, dict] = {
     "puresvd": {"factors": 8},
+    "sasrec": {"hidden": 16, "inner": 16, "epochs": 30, "lr": 1e-2, "batch_size": 32},
+    "gru4rec": {"hidden": 16, "gru_hidden": 16, "epochs": 30, "lr": 1e-2, "batch_size": 32},
+    "multvae": {"hidden": 32, "latent": 8, "epochs": 20, "lr": 1e-2, "batch_size": 50},
+    "fusion": {"members": "ease,itemknn"},
+    "m6": {"encoder": "hashing:32", "hidden": 16, "inner": 16, "n_heads": 1, "epochs": 30,
+           "lr": 1e-2, "batch_size": 32},
 }
 
 # Parameters each model must reject with ValueError at fit time.
@@ -70,13 +76,25 @@ def test_batch_equals_one_by_one(model, checkerboard, known, monkeypatch):
     ids, scores = model.recommend(h, k=5)
     for u in range(len(h)):
         i1, s1 = model.recommend(h.take([u]), k=5)
-        np.testing.assert_array_equal(i1[0], ids[u], err_msg=f"user {u}")
-        np.testing.assert_allclose(s1[0], scores[u], rtol=1e-5, atol=1e-6)
+        _assert_same_ranking(i1[0], s1[0], ids[u], scores[u], f"user {u}", model, h.take([u]))
     # several batches inside one call give the same answer as one batch
     monkeypatch.setattr(model, "batch_size", 7)
     i7, s7 = model.recommend(h, k=5)
-    np.testing.assert_array_equal(i7, ids)
-    np.testing.assert_allclose(s7, scores, rtol=1e-5, atol=1e-6)
+    for u in range(len(h)):
+        _assert_same_ranking(i7[u], s7[u], ids[u], scores[u], f"user {u}, batches of 7", model,
+                             h.take([u]))
+
+
+def _assert_same_ranking(ids_a, scores_a, ids_b, scores_b, msg, model=None, hist=None):
+    """Equal scores, and equal ids except where two items' scores differ only by float
+    rounding (identical item texts can tie up to the last bit of a matrix product)."""
+    np.testing.assert_allclose(scores_a, scores_b, rtol=1e-5, atol=1e-6, err_msg=msg)
+    diff = np.flatnonzero(ids_a != ids_b)
+    if len(diff):
+        assert model is not None, (msg, ids_a, ids_b)
+        s = model.score(hist, np.concatenate([ids_a[diff], ids_b[diff]]))[0]
+        np.testing.assert_allclose(s[: len(diff)], s[len(diff):], rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{msg}: {ids_a} vs {ids_b}")
 
 
 def test_save_load_round_trip(model, checkerboard, tmp_path):

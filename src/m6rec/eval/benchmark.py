@@ -54,6 +54,8 @@ def run_benchmark(dataset: Dataset, models: list[str], protocol: str = "loo",
             res["fit_seconds"] = seconds
             res["curves"] = getattr(model, "history_", None)
             res["params"] = model.get_params()
+            if seed == 0 and hasattr(model, "item_vectors"):
+                res["item_map"] = item_map(model.item_vectors(), dataset)
             runs.append(res)
         out["models"][name] = _aggregate(runs)
     return out
@@ -63,7 +65,10 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     first = runs[0]
     agg: dict[str, Any] = {"seeds": len(runs), "params": first["params"],
                            "curves": first["curves"]}
-    for block in [k for k, v in first.items() if isinstance(v, dict) and k != "params"]:
+    if "item_map" in first:
+        agg["item_map"] = first["item_map"]
+    for block in [k for k, v in first.items()
+                  if isinstance(v, dict) and k not in ("params", "item_map")]:
         keys = first[block].keys()
         agg[block] = {k: float(np.mean([r[block][k] for r in runs])) for k in keys}
         if len(runs) > 1:
@@ -90,3 +95,16 @@ def summary_json(result: dict[str, Any]) -> dict[str, Any]:
 
 def _num(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def item_map(vectors: np.ndarray, dataset: Dataset, max_points: int = 5000) -> dict[str, Any]:
+    """2-D PCA of item vectors with each item's first category, for the report's item map."""
+    v = np.asarray(vectors, dtype=np.float64)
+    idx = np.arange(len(v))
+    if len(v) > max_points:
+        idx = np.sort(np.random.default_rng(0).choice(len(v), max_points, replace=False))
+    x = v[idx] - v[idx].mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    xy = x @ vt[:2].T
+    cats = dataset.item_categories()
+    return {"xy": xy.astype(np.float32), "labels": [cats[i][0] if cats[i] else "" for i in idx]}

@@ -19,6 +19,9 @@ def write_report(result: dict[str, Any], out: str | Path, command: str = "") -> 
     curves = plot_curves(result, d / "training_curves.png")
     if curves:
         plots.append(curves)
+    for name, r in result["models"].items():
+        if "item_map" in r:
+            plots.append(plot_item_map(r["item_map"], name, d / f"item_map_{name}.png"))
     lines = [f"# m6rec benchmark: {result['dataset']}, protocol `{result['protocol']}`", ""]
     if command:
         lines += ["Command:", "", f"    {command}", ""]
@@ -109,7 +112,35 @@ def plot_curves(result: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+def plot_item_map(imap: dict[str, Any], name: str, path: Path) -> Path:
+    """Item vectors in 2-D (PCA), coloured by each item's first category (top 10 + other)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from collections import Counter
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    xy, labels = np.asarray(imap["xy"]), list(imap["labels"])
+    top = [c for c, _ in Counter(lb for lb in labels if lb).most_common(10)]
+    fig, ax = plt.subplots(figsize=(7, 6))
+    other = np.array([lb not in top for lb in labels])
+    ax.scatter(xy[other, 0], xy[other, 1], s=4, c="lightgrey", label="other")
+    for c in top:
+        sel = np.array([lb == c for lb in labels])
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=6, label=c)
+    ax.set_title(f"{name}: item vectors (PCA), coloured by first category")
+    ax.legend(fontsize=7, markerscale=2, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _strip(result: dict[str, Any]) -> dict[str, Any]:
-    """JSON-safe copy (drops nothing but NumPy types)."""
+    """JSON-safe copy without the item maps (they are plotted, not stored)."""
+    result = {**result, "models": {n: {k: v for k, v in r.items() if k != "item_map"}
+                                   for n, r in result["models"].items()}}
     return json.loads(json.dumps(result, default=lambda o: o.tolist() if hasattr(o, "tolist")
                                  else str(o)))

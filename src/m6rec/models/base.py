@@ -37,6 +37,8 @@ class Recommender:
     batch_size: ClassVar[int] = 1024
     #: True for models whose ``fit`` takes a validation set for early stopping.
     uses_validation: ClassVar[bool] = False
+    #: True for models that read item text, and so can score a catalogue they never saw.
+    reads_text: ClassVar[bool] = False
 
     n_items_: int
     n_users_: int
@@ -61,6 +63,16 @@ class Recommender:
     def _score_rows(self, histories: Histories) -> np.ndarray:
         """Scores of every item for each row: float32 [n, n_items]."""
         raise NotImplementedError
+
+    def bind(self, dataset: Dataset) -> Recommender:
+        """Make the model score ``dataset``'s catalogue. ID models can only score the catalogue
+        they were fitted on; text models (``reads_text``) override this to read a new one."""
+        self._check_fitted()
+        if dataset.n_items != self.n_items_:
+            raise ValueError(f"{self.name} was fitted on a catalogue of {self.n_items_} items and "
+                             f"cannot score {dataset.name!r} ({dataset.n_items} items): only "
+                             "text models score items they never saw")
+        return self
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_items_"):
@@ -191,11 +203,17 @@ class Recommender:
 def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top-k of a dense matrix, sorted best first; -inf entries become -1 padding.
 
-    Ties within the returned list are ordered by item index; the result is deterministic."""
+    Fully deterministic: equal scores are ordered by item index, also at the k-th place (so a
+    row's result never depends on the other rows of the batch)."""
     n, m = scores.shape
     kk = min(k, m)
     if kk < m:
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        thr = -np.partition(-scores, kk - 1, axis=1)[:, kk - 1 : kk]  # k-th largest per row
+        above = scores > thr
+        need = kk - above.sum(axis=1, keepdims=True)
+        ties = scores == thr
+        take = above | (ties & (np.cumsum(ties, axis=1) <= need))  # lowest-index ties first
+        part = np.nonzero(take)[1].reshape(n, kk)
     else:
         part = np.broadcast_to(np.arange(m), (n, m)).copy()
     vals = np.take_along_axis(scores, part, axis=1)

@@ -29,7 +29,8 @@ def save_model_dir(model: Recommender, out: str | Path, dataset: Dataset, data_s
 
 def load_model_dir(directory: str | Path, dataset: Dataset | None = None
                    ) -> tuple[Recommender, dict[str, Any]]:
-    """Load a model directory; with ``dataset``, check it has the catalogue the model knows."""
+    """Load a model directory; with ``dataset``, check it has the catalogue the model knows
+    (a text model is bound to a new catalogue instead: it scores items from their text)."""
     d = Path(directory)
     if not (d / "config.json").is_file():
         raise FileNotFoundError(f"{d}: not a model directory (no config.json); "
@@ -39,7 +40,10 @@ def load_model_dir(directory: str | Path, dataset: Dataset | None = None
     if dataset is not None and (d / "ids.npz").is_file():
         with np.load(d / "ids.npz", allow_pickle=False) as z:
             items = z["item_ids"]
-        if len(items) != dataset.n_items or not np.array_equal(items, dataset.item_ids.astype(str)):
+        same = len(items) == dataset.n_items and np.array_equal(items, dataset.item_ids.astype(str))
+        if not same and model.reads_text:
+            model.bind(dataset)  # zero-shot: read the new catalogue's text
+        elif not same:
             raise ValueError(f"{d}: the model was trained on a different catalogue "
                              f"({len(items)} items, dataset {meta.get('dataset')!r}) than "
                              f"{dataset.name!r} ({dataset.n_items} items)")

@@ -1,0 +1,325 @@
+"""M6: the text model. Items and users are read as text by a pretrained language model.
+
+M6-Rec (Cui et al., arXiv 2205.08084) writes user behaviour and items as plain text for one
+pretrained LM, so a model recommends items it never saw and works in domains it was never trained
+on. It keeps serving cheap by encoding every text segment once and caching it, running only a
+light interaction module per request ("late interaction"). This model follows that design:
+
+- item vector = a trainable adapter over the *frozen* LM encoding of the item text (cached on
+  disk), plus an optional ID embedding fused through a learned gate: ``v = t + g * e`` with
+  ``g = sigmoid(W [t; e])``. Items without training interactions have no ID part, so a new or
+  foreign item is scored from its text alone (``text_only=True`` drops IDs entirely);
+- user vector = a small causal Transformer over the user's last ``max_len`` item vectors, with
+  position, time-gap (log buckets) and event-type embeddings, plus the adapted LM encoding of the
+  user's profile text ("A 24 year old male technician.");
+- score = dot product, so item vectors are precomputed and served from an index;
+- loss = full-softmax cross-entropy over the catalogue (sampled softmax beyond ``ce_max_items``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from m6rec.data.dataset import Dataset
+from m6rec.models.sasrec import Block
+from m6rec.models.sequential import SequentialRecommender, _require
+
+N_GAP_BUCKETS = 32
+
+
+class M6(SequentialRecommender):
+    """The M6-style text recommender (see the module docstring).
+
+    Parameters
+    ----------
+    encoder : str
+        Text encoder spec for `m6rec.text.get_encoder` (``default`` = all-MiniLM-L6-v2, offline).
+    text_only : bool
+        No ID embeddings: every item is its text (zero-shot / open-domain training).
+    use_profile, use_time, use_events : bool
+        Switch the profile segment, time-gap and event-type embeddings.
+    n_layers, n_heads, inner, attn_dropout :
+        The user Transformer.
+    id_dropout : float
+        Share of items whose ID part is hidden in each training step, so the model also learns
+        to rank from text alone (what cold items need).
+    text_budget : int
+        Most characters of an item's text.
+    init : str
+        A saved ``m6`` model directory to start from (its architecture parameters are used);
+        for a new domain its weights are carried over and the new catalogue is read as text.
+    adapt_only : bool
+        With ``init``: train only the item adapter, the ID gate, the profile projection and the
+        output scale (parameter-efficient adaptation); the user Transformer stays frozen.
+
+    The remaining parameters are `SequentialRecommender`'s.
+    """
+
+    name = "m6"
+    reads_text = True
+    padding_side = "left"
+    extras = ("time_gaps", "events", "users")
+
+    def __init__(self, encoder: str = "default", text_only: bool = False,
+                 use_profile: bool = True, use_time: bool = True, use_events: bool = True,
+                 n_layers: int = 2, n_heads: int = 2, inner: int = 256,
+                 attn_dropout: float = 0.3, id_dropout: float = 0.1, text_budget: int = 200,
+                 init: str = "", adapt_only: bool = False,
+                 max_len: int = 50, hidden: int = 64, dropout: float = 0.3, epochs: int = 200,
+                 batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.0,
+                 patience: int = 10, eval_every: int = 1, loss: str = "auto",
+                 n_negatives: int = 256, temperature: float = 1.0, ce_max_items: int = 20000,
+                 device: str = "auto", random_state: int = 0, verbose: bool = False):
+        self.encoder = encoder
+        self.text_only = text_only
+        self.use_profile = use_profile
+        self.use_time = use_time
+        self.use_events = use_events
+        self.n_layers = n_layers
+        self.n_heads = n_heads
+        self.inner = inner
+        self.attn_dropout = attn_dropout
+        self.id_dropout = id_dropout
+        self.text_budget = text_budget
+        self.init = init
+        self.adapt_only = adapt_only
+        super().__init__(max_len=max_len, hidden=hidden, dropout=dropout, epochs=epochs,
+                         batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         patience=patience, eval_every=eval_every, loss=loss,
+                         n_negatives=n_negatives, temperature=temperature,
+                         ce_max_items=ce_max_items, device=device, random_state=random_state,
+                         verbose=verbose)
+
+    # -- text features ---------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        super()._check_params()
+        _require(self, ints={"n_layers": 1, "n_heads": 1, "inner": 1, "text_budget": 20})
+        if self.hidden % self.n_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must divide hidden ({self.hidden})")
+        for key in ("attn_dropout", "id_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)!r}")
+
+    def _encode_catalogue(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """(item text vectors [n_items, D], profile vectors [n_users, D]) via the cache."""
+        from m6rec.text import encode_cached, get_encoder, item_texts, user_profile_text
+
+        enc = get_encoder(self.encoder)
+        items, hits, misses = encode_cached(enc, item_texts(dataset, budget=self.text_budget),
+                                            show_progress=self.verbose)
+        self.encode_stats_ = {"item_hits": hits, "item_misses": misses}
+        if self.use_profile and dataset.users is not None and dataset.n_users:
+            texts = [user_profile_text(dataset, u) for u in range(dataset.n_users)]
+            profiles, _, _ = encode_cached(enc, texts)
+            profiles[np.array([not t for t in texts])] = 0.0
+        else:
+            profiles = np.zeros((dataset.n_users, items.shape[1]), np.float32)
+        return items.astype(np.float32), profiles.astype(np.float32)
+
+    def _prepare(self, dataset: Dataset) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        self.item_text_, self.profile_text_ = self._encode_catalogue(dataset)
+        self.encode_stats_["seconds"] = time.perf_counter() - t0
+        self.item_seen_ = (dataset.item_counts() > 0)
+        self.n_events_ = max(1, len(dataset.event_types))
+
+    def bind(self, dataset: Dataset) -> M6:
+        """Score ``dataset``'s catalogue and users from their text: for zero-shot use in a domain
+        (or a catalogue) the model was not trained on. ID parts are dropped for every item."""
+        self._check_fitted()
+        items, profiles = self._encode_catalogue(dataset)
+        module = self.module_
+        device = next(module.parameters()).device
+        module.set_catalogue(torch.as_tensor(items, device=device),
+                             torch.as_tensor(profiles, device=device),
+                             torch.zeros(len(items), dtype=torch.bool, device=device))
+        self.item_text_, self.profile_text_ = items, profiles
+        self.item_seen_ = np.zeros(len(items), dtype=bool)
+        self.n_items_, self.n_users_ = dataset.n_items, dataset.n_users
+        return self
+
+    def _apply_init(self) -> None:
+        """Take the architecture parameters of the ``init`` model (before anything is built)."""
+        import json
+        from pathlib import Path
+
+        cfg = Path(self.init) / "config.json"
+        if not cfg.is_file():
+            raise ValueError(f"init {self.init!r}: not a saved m6 model directory")
+        config = json.loads(cfg.read_text())
+        if config.get("model") != self.name:
+            raise ValueError(f"init {self.init!r} holds a {config.get('model')!r} model, not m6")
+        for key in ARCHITECTURE:
+            setattr(self, key, config["params"][key])
+
+    def fit(self, dataset: Dataset, valid=None) -> M6:
+        if self.adapt_only and not self.init:
+            raise ValueError("adapt_only needs init=DIR (a trained m6 model to adapt)")
+        if self.init:
+            self._apply_init()
+        self._from_init = bool(self.init)
+        return super().fit(dataset, valid)
+
+    def build_module(self) -> M6Module:
+        module = self._new_module()
+        if getattr(self, "_from_init", False):
+            module = self._load_init(module)
+        return module
+
+    def _load_init(self, module: M6Module) -> M6Module:
+        from pathlib import Path
+
+        with np.load(Path(self.init) / "state.npz", allow_pickle=False) as z:
+            weights = {k[len("module."):]: torch.from_numpy(np.array(z[k]))
+                       for k in z.files if k.startswith("module.")}
+        own = module.state_dict()
+        usable = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+        module.load_state_dict(usable, strict=False)
+        self.init_loaded_ = sorted(usable)
+        if self.adapt_only:
+            for name, p in module.named_parameters():
+                p.requires_grad_(name.split(".")[0] in ADAPTABLE)
+        return module
+
+    def _new_module(self) -> M6Module:
+        return M6Module(self.item_text_, self.profile_text_, self.item_seen_, self.max_len,
+                        self.hidden, self.n_layers, self.n_heads, self.inner, self.dropout,
+                        self.attn_dropout, self.id_dropout, text_only=self.text_only,
+                        use_profile=self.use_profile, use_time=self.use_time,
+                        use_events=self.use_events, n_events=self.n_events_)
+
+    # -- persistence -----------------------------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        state = super()._state()
+        state = {k: v for k, v in state.items()
+                 if k not in ("module.item_text", "module.profile_text", "module.item_seen")}
+        state.update({"item_text": self.item_text_, "profile_text": self.profile_text_,
+                      "item_seen": self.item_seen_, "n_events": np.array([self.n_events_])})
+        return state
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.item_text_ = state["item_text"]
+        self.profile_text_ = state["profile_text"]
+        self.item_seen_ = state["item_seen"].astype(bool)
+        self.n_events_ = int(state["n_events"].reshape(-1)[0])
+        self._from_init = False  # a loaded model has its own weights
+        super()._set_state({**state,
+                            "module.item_text": self.item_text_,
+                            "module.profile_text": self.profile_text_,
+                            "module.item_seen": self.item_seen_})
+
+    def item_vectors(self) -> np.ndarray:
+        """The item vectors scored against, float32 [n_items, hidden]."""
+        self._check_fitted()
+        module = self.module_
+        was = module.training
+        module.eval()
+        with torch.inference_mode():
+            out = module.item_table().float().cpu().numpy()
+        module.train(was)
+        return out
+
+    def trainable_fraction(self) -> float:
+        """Parameters trained by the last ``fit`` / all parameters, the frozen LM included
+        (22.7M for all-MiniLM-L6-v2)."""
+        params = list(self.module_.parameters())
+        trained = sum(p.numel() for p in params if p.requires_grad)
+        return trained / (sum(p.numel() for p in params) + LM_PARAMS.get(self.encoder, 0))
+
+
+#: parameters copied from an ``init`` model (they define the network's shape)
+ARCHITECTURE = ("encoder", "text_only", "use_profile", "use_time", "use_events", "n_layers",
+                "n_heads", "inner", "hidden", "max_len", "text_budget")
+#: top-level modules trained under ``adapt_only``
+ADAPTABLE = ("adapter", "skip", "gate", "profile", "out_scale", "id_emb")
+
+#: parameters of the frozen encoders (the LM is part of the model, never trained here)
+LM_PARAMS = {"default": 22_713_216, "minilm": 22_713_216, "all-MiniLM-L6-v2": 22_713_216}
+
+
+class M6Module(nn.Module):
+    """Adapter + gated ID fusion for items; causal Transformer with profile, time and event
+    embeddings for users."""
+
+    def __init__(self, item_text: np.ndarray, profile_text: np.ndarray, item_seen: np.ndarray,
+                 max_len: int, hidden: int, n_layers: int, n_heads: int, inner: int,
+                 dropout: float, attn_dropout: float, id_dropout: float, text_only: bool,
+                 use_profile: bool, use_time: bool, use_events: bool, n_events: int):
+        super().__init__()
+        dim = item_text.shape[1]
+        self.hidden, self.max_len = hidden, max_len
+        self.text_only, self.id_dropout = text_only, id_dropout
+        self.use_profile, self.use_time, self.use_events = use_profile, use_time, use_events
+        self.register_buffer("item_text", torch.as_tensor(item_text, dtype=torch.float32))
+        self.register_buffer("profile_text", torch.as_tensor(profile_text, dtype=torch.float32))
+        self.register_buffer("item_seen", torch.as_tensor(item_seen, dtype=torch.bool))
+        self.adapter = nn.Sequential(nn.Linear(dim, 2 * hidden), nn.GELU(), nn.Dropout(dropout),
+                                     nn.Linear(2 * hidden, hidden))
+        self.skip = nn.Linear(dim, hidden, bias=False)
+        if not text_only:
+            self.id_emb = nn.Embedding(len(item_text), hidden)
+            nn.init.normal_(self.id_emb.weight, std=hidden ** -0.5)
+            self.gate = nn.Linear(2 * hidden, hidden)
+        if use_profile:
+            self.profile = nn.Linear(dim, hidden, bias=False)
+        self.pos_emb = nn.Embedding(max_len, hidden)
+        nn.init.normal_(self.pos_emb.weight, std=hidden ** -0.5)
+        if use_time:
+            self.gap_emb = nn.Embedding(N_GAP_BUCKETS, hidden)
+            nn.init.zeros_(self.gap_emb.weight)
+        if use_events:
+            self.event_emb = nn.Embedding(n_events, hidden)
+            nn.init.zeros_(self.event_emb.weight)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(hidden, n_heads, inner, dropout, attn_dropout)
+                                    for _ in range(n_layers))
+        self.norm = nn.LayerNorm(hidden)
+        self.out_scale = nn.Parameter(torch.tensor(1.0))
+
+    def set_catalogue(self, item_text: torch.Tensor, profile_text: torch.Tensor,
+                      item_seen: torch.Tensor) -> None:
+        self.item_text, self.profile_text, self.item_seen = item_text, profile_text, item_seen
+
+    def item_table(self) -> torch.Tensor:
+        t = self.adapter(self.item_text) + self.skip(self.item_text)
+        if self.text_only or len(self.item_seen) != self.id_emb.num_embeddings:
+            return t
+        keep = self.item_seen
+        if self.training and self.id_dropout > 0:
+            keep = keep & (torch.rand(len(keep), device=keep.device) >= self.id_dropout)
+        e = self.id_emb.weight * keep[:, None]
+        g = torch.sigmoid(self.gate(torch.cat([t, e], dim=1)))
+        return t + g * e
+
+    def encode(self, items: torch.Tensor, mask: torch.Tensor,
+               extras: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        extras = extras or {}
+        B, L = items.shape
+        table = self.item_table()
+        table = torch.cat([table, table.new_zeros(1, table.shape[1])])  # pad row
+        pos = torch.arange(self.max_len - L, self.max_len, device=items.device)
+        x = table[items] * math.sqrt(self.hidden) + self.pos_emb(pos)[None]
+        if self.use_time and "time_gaps" in extras:
+            gaps = extras["time_gaps"].clamp(min=0)
+            bucket = torch.log2(gaps + 1).floor().long().clamp(max=N_GAP_BUCKETS - 1)
+            x = x + self.gap_emb(bucket)
+        if self.use_events and "events" in extras:
+            x = x + self.event_emb(extras["events"].clamp(0, self.event_emb.num_embeddings - 1))
+        if self.use_profile and "users" in extras:
+            users = extras["users"][:, -1]  # the row's user (newest position is always real)
+            known = (users >= 0) & (users < len(self.profile_text))
+            prof = self.profile_text[users.clamp(min=0, max=max(len(self.profile_text) - 1, 0))]
+            x = x + (self.profile(prof) * known[:, None])[:, None, :]
+        x = self.drop(x) * mask[..., None]
+        causal = torch.ones(L, L, dtype=torch.bool, device=items.device).tril()
+        eye = torch.eye(L, dtype=torch.bool, device=items.device)
+        attend = causal[None] & (mask[:, None, :] | eye[None])
+        for block in self.blocks:
+            x = block(x, attend[:, None]) * mask[..., None]
+        return self.norm(x) * self.out_scale
