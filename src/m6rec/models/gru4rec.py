@@ -32,7 +32,7 @@ class GRU4Rec(SequentialRecommender):
 
     def __init__(self, layers: int = 1, gru_hidden: int = 128, max_len: int = 50,
                  hidden: int = 64, dropout: float = 0.3, epochs: int = 200, batch_size: int = 128,
-                 lr: float = 1e-3, weight_decay: float = 0.0, patience: int = 10,
+                 lr: float = 3e-3, weight_decay: float = 0.0, patience: int = 10,
                  eval_every: int = 1, loss: str = "auto", n_negatives: int = 256,
                  temperature: float = 1.0, ce_max_items: int = 20000, device: str = "auto",
                  random_state: int = 0, verbose: bool = False):

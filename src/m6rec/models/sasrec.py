@@ -38,9 +38,9 @@ class SASRec(SequentialRecommender):
     padding_side = "left"
 
     def __init__(self, n_layers: int = 2, n_heads: int = 1, inner: int = 64,
-                 attn_dropout: float = 0.2, max_len: int = 50, hidden: int = 64,
-                 dropout: float = 0.2, epochs: int = 200, batch_size: int = 128,
-                 lr: float = 1e-3, weight_decay: float = 0.0, patience: int = 10,
+                 attn_dropout: float = 0.3, max_len: int = 50, hidden: int = 64,
+                 dropout: float = 0.3, epochs: int = 200, batch_size: int = 64,
+                 lr: float = 2e-3, weight_decay: float = 0.0, patience: int = 10,
                  eval_every: int = 1, loss: str = "auto", n_negatives: int = 256,
                  temperature: float = 1.0, ce_max_items: int = 20000, device: str = "auto",
                  random_state: int = 0, verbose: bool = False):
