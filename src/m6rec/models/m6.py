@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from m6rec.data.dataset import Dataset
-from m6rec.models.sasrec import Block
+from m6rec.models.sasrec import Block, causal_blocks
 from m6rec.models.sequential import SequentialRecommender, _require
 
 N_GAP_BUCKETS = 32
@@ -317,9 +317,4 @@ class M6Module(nn.Module):
             prof = self.profile_text[users.clamp(min=0, max=max(len(self.profile_text) - 1, 0))]
             x = x + (self.profile(prof) * known[:, None])[:, None, :]
         x = self.drop(x) * mask[..., None]
-        causal = torch.ones(L, L, dtype=torch.bool, device=items.device).tril()
-        eye = torch.eye(L, dtype=torch.bool, device=items.device)
-        attend = causal[None] & (mask[:, None, :] | eye[None])
-        for block in self.blocks:
-            x = block(x, attend[:, None]) * mask[..., None]
-        return self.norm(x) * self.out_scale
+        return self.norm(causal_blocks(self.blocks, x, mask)) * self.out_scale

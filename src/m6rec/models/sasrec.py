@@ -95,13 +95,19 @@ class SASRecModule(nn.Module):
         pos = torch.arange(self.max_len - L, self.max_len, device=items.device)
         x = self.item_emb(items) * math.sqrt(self.hidden) + self.pos_emb(pos)[None]
         x = self.drop(x) * mask[..., None]
-        # causal; a query never attends to pads, except a pad to itself (no empty rows)
-        causal = torch.ones(L, L, dtype=torch.bool, device=items.device).tril()
-        eye = torch.eye(L, dtype=torch.bool, device=items.device)
-        attend = causal[None] & (mask[:, None, :] | eye[None])
-        for block in self.blocks:
-            x = block(x, attend[:, None]) * mask[..., None]
-        return self.norm(x)
+        return self.norm(causal_blocks(self.blocks, x, mask))
+
+
+def causal_blocks(blocks: nn.ModuleList, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Run Transformer ``blocks`` causally over ``x`` [B, L, d]: a query never attends to pads
+    (except a pad to itself, so no row is empty); pads are zeroed after every block."""
+    L = x.shape[1]
+    causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
+    eye = torch.eye(L, dtype=torch.bool, device=x.device)
+    attend = (causal[None] & (mask[:, None, :] | eye[None]))[:, None]
+    for block in blocks:
+        x = block(x, attend) * mask[..., None]
+    return x
 
 
 class Block(nn.Module):
