@@ -109,6 +109,10 @@ def train(
     protocol: Annotated[str, typer.Option(
         help="Fit on this protocol's training part (loo|time|cold), or 'all' for every interaction.")] = "loo",
     tie_break: Annotated[str | None, typer.Option(help="hash | hash:SALT | file")] = None,
+    init: Annotated[Path | None, typer.Option(
+        help="Start from this saved model directory (m6: weights carried to the new catalogue).")] = None,
+    adapt_only: Annotated[bool, typer.Option(
+        "--adapt-only", help="With --init: train only adapters, gates and heads.")] = False,
 ):
     """Train a model and save it as a directory."""
     from m6rec.eval.evaluate import fit
@@ -118,8 +122,15 @@ def train(
 
     if protocol not in PROTOCOLS + ("all",):
         raise ValueError(f"--protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}, all")
+    params = parse_params(param)
+    if init is not None:
+        params["init"] = str(init)
+    if adapt_only:
+        if init is None:
+            raise ValueError("--adapt-only needs --init DIR (a trained model to adapt)")
+        params["adapt_only"] = True
     ds = _load_one(data, tie_break)
-    mdl = build_model(model, **parse_params(param))
+    mdl = build_model(model, **params)
     con = _console()
     with con.status(f"training {model} on {ds.name} ({protocol})"):
         if protocol == "all":
@@ -132,6 +143,9 @@ def train(
             mdl, seconds = fit(mdl, make_split(ds, protocol))
     save_model_dir(mdl, out, ds, data_spec=data, protocol=protocol, fit_seconds=seconds)
     con.print(f"[green]saved[/green] {model} to {out} (fit {seconds:.1f} s)")
+    if hasattr(mdl, "trainable_fraction"):
+        con.print(f"trainable parameters: {100 * mdl.trainable_fraction():.2f}% "
+                  "(frozen language model included)")
 
 
 @app.command()

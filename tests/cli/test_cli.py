@@ -67,6 +67,8 @@ def test_benchmark_json_and_report(tmp_path):
      "has no parameter"),
     (["benchmark", "--data", "ml-100k", "--models", "pop", "--protocol", "bogus"], "protocol"),
     (["evaluate", "--model-dir", "/nonexistent", "--data", "ml-100k"], "not a model directory"),
+    (["train", "--data", "ml-100k", "--model", "m6", "--adapt-only", "--out", "x"],
+     "--adapt-only needs --init"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args, needle, tmp_path):
     r = runner.invoke(app, args)
@@ -82,3 +84,19 @@ def test_recommend_unknown_user(tmp_path):
     r = runner.invoke(app, ["recommend", "--model-dir", str(d), "--data", "ml-100k",
                             "--user", "nobody"])
     assert r.exit_code == 2 and "unknown user id 'nobody'" in r.stderr
+
+
+def test_train_init_adapt_only_reports_trainable_fraction(tmp_path):
+    small = ["--param", "encoder=hashing:32", "--param", "hidden=16", "--param", "max_len=10",
+             "--param", "epochs=1", "--param", "text_only=true", "--param", "inner=16"]
+    base = tmp_path / "base"
+    r = run("train", "--data", "ml-100k", "--model", "m6", *small, "--out", str(base))
+    assert r.exit_code == 0, r.output
+    adapted = tmp_path / "adapted"
+    r = run("train", "--data", "ml-100k", "--model", "m6", "--param", "epochs=1",
+            "--init", str(base), "--adapt-only", "--out", str(adapted))
+    assert r.exit_code == 0, r.output
+    assert "trainable parameters:" in r.output
+    params = json.loads((adapted / "config.json").read_text())["params"]
+    assert params["adapt_only"] is True and params["init"] == str(base)
+    assert params["encoder"] == "hashing:32"  # the architecture comes from --init

@@ -191,3 +191,40 @@ def test_early_stopping_helper():
     assert not es.step(0.4, 2, lin) and es.step(0.5, 3, lin)  # ties are no improvement
     es.restore(lin)
     assert torch.equal(lin.weight, kept) and es.best_epoch == 1
+
+
+def test_full_softmax_exclude_matches_masked_reference():
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(5, 4, generator=g, requires_grad=True)
+    table = torch.randn(7, 4, generator=g, requires_grad=True)
+    t = torch.tensor([0, 1, 2, 3, 4])
+    rows, cols = torch.tensor([0, 0, 1, 2]), torch.tensor([3, 0, 5, 6])  # (0, 0) is a target
+    loss = full_softmax_ce(h, t, table, exclude=(rows, cols))
+    loss.backward()
+    h2 = h.detach().clone().requires_grad_()
+    table2 = table.detach().clone().requires_grad_()
+    drop = torch.zeros(5, 7, dtype=torch.bool)
+    drop[0, 3] = drop[1, 5] = drop[2, 6] = True  # the target itself is never dropped
+    ref = torch.nn.functional.cross_entropy((h2 @ table2.T).masked_fill(drop, float("-inf")), t)
+    ref.backward()
+    assert torch.allclose(loss, ref)
+    assert torch.allclose(h.grad, h2.grad, atol=1e-6)
+    assert torch.allclose(table.grad, table2.grad, atol=1e-6)
+
+
+def test_history_pairs_are_causal():
+    from m6rec.models.sequential import _history_pairs
+
+    items = torch.tensor([[9, 9, 1, 2], [3, 4, 5, 6]])
+    mask = torch.tensor([[False, False, True, True], [True, True, True, True]])
+    rows, cols = _history_pairs(items, mask)
+    got = sorted(zip(rows.tolist(), cols.tolist()))
+    # real positions in row-major order: (0,2)->0, (0,3)->1, (1,0)->2 ... (1,3)->5
+    assert got == sorted([(0, 1), (1, 1), (1, 2), (2, 3), (3, 3), (3, 4), (4, 3), (4, 4),
+                          (4, 5), (5, 3), (5, 4), (5, 5), (5, 6)])
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_mask_history_trains(name, cycles):
+    model = build_model(name, hidden=16, epochs=3, mask_history=True, random_state=0).fit(cycles)
+    assert np.isfinite(model.score(cycles.histories())).all()

@@ -34,7 +34,8 @@ class GRU4Rec(SequentialRecommender):
                  hidden: int = 64, dropout: float = 0.3, epochs: int = 200, batch_size: int = 128,
                  lr: float = 3e-3, weight_decay: float = 0.0, patience: int = 10,
                  eval_every: int = 1, loss: str = "auto", n_negatives: int = 256,
-                 temperature: float = 1.0, ce_max_items: int = 20000, device: str = "auto",
+                 temperature: float = 1.0, ce_max_items: int = 20000, mask_history: bool = False,
+                 device: str = "auto",
                  random_state: int = 0, verbose: bool = False):
         self.layers = layers
         self.gru_hidden = gru_hidden
@@ -42,7 +43,8 @@ class GRU4Rec(SequentialRecommender):
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          patience=patience, eval_every=eval_every, loss=loss,
                          n_negatives=n_negatives, temperature=temperature,
-                         ce_max_items=ce_max_items, device=device, random_state=random_state,
+                         ce_max_items=ce_max_items, mask_history=mask_history,
+                         device=device, random_state=random_state,
                          verbose=verbose)
 
     def _check_params(self) -> None:

@@ -73,7 +73,7 @@ class M6(SequentialRecommender):
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.0,
                  patience: int = 10, eval_every: int = 1, loss: str = "auto",
                  n_negatives: int = 256, temperature: float = 1.0, ce_max_items: int = 20000,
-                 device: str = "auto", random_state: int = 0, verbose: bool = False):
+                 mask_history: bool = False, device: str = "auto", random_state: int = 0, verbose: bool = False):
         self.encoder = encoder
         self.text_only = text_only
         self.use_profile = use_profile
@@ -91,7 +91,8 @@ class M6(SequentialRecommender):
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          patience=patience, eval_every=eval_every, loss=loss,
                          n_negatives=n_negatives, temperature=temperature,
-                         ce_max_items=ce_max_items, device=device, random_state=random_state,
+                         ce_max_items=ce_max_items, mask_history=mask_history,
+                         device=device, random_state=random_state,
                          verbose=verbose)
 
     # -- text features ---------------------------------------------------------------------------

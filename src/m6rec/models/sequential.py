@@ -69,6 +69,10 @@ class SequentialRecommender(Recommender):
         Softmax temperature of the sampled loss.
     ce_max_items : int
         Largest catalogue trained with the full softmax under ``loss="auto"``.
+    mask_history : bool
+        With the full softmax, drop the items earlier in the training window (the user's known
+        history at that step) from each position's softmax: recommendations never repeat seen
+        items, so they should not compete with the next item in training either.
     device : {"auto", "cpu", "cuda"}
         Where to train and score; ``auto`` picks CUDA when present.
     random_state : int
@@ -87,8 +91,8 @@ class SequentialRecommender(Recommender):
                  epochs: int = 200, batch_size: int = 128, lr: float = 1e-3,
                  weight_decay: float = 0.0, patience: int = 10, eval_every: int = 1,
                  loss: str = "auto", n_negatives: int = 256, temperature: float = 1.0,
-                 ce_max_items: int = 20000, device: str = "auto", random_state: int = 0,
-                 verbose: bool = False):
+                 ce_max_items: int = 20000, mask_history: bool = False, device: str = "auto",
+                 random_state: int = 0, verbose: bool = False):
         self.max_len = max_len
         self.hidden = hidden
         self.dropout = dropout
@@ -102,6 +106,7 @@ class SequentialRecommender(Recommender):
         self.n_negatives = n_negatives
         self.temperature = temperature
         self.ce_max_items = ce_max_items
+        self.mask_history = mask_history
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -168,7 +173,9 @@ class SequentialRecommender(Recommender):
                 sel = m[idx]
                 h = module.encode(x[idx], sel, {k: v[idx] for k, v in ex.items()})[sel]
                 if kind == "ce":
-                    return full_softmax_ce(h, y[idx][sel], module.item_table())
+                    exclude = _history_pairs(x[idx], sel) if self.mask_history else None
+                    return full_softmax_ce(h, y[idx][sel], module.item_table(),
+                                           exclude=exclude)
                 return sampled_softmax_ce(h, y[idx][sel], module.item_table(), self.n_negatives,
                                           self.temperature, generator=gen)
 
@@ -289,6 +296,19 @@ class SequentialRecommender(Recommender):
                    for k, v in state.items() if k.startswith("module.")}
         module.load_state_dict(weights)
         self.module_ = module.to(device).eval()
+
+
+def _history_pairs(items, mask):
+    """(rows, items) of every item at or before each real position of its window: ``rows``
+    number the real positions in ``mask`` order (row-major), as ``hidden[mask]`` does."""
+    import torch
+
+    L = items.shape[1]
+    tri = torch.ones(L, L, dtype=torch.bool, device=items.device).tril()  # [p, q]: q <= p
+    pairs = tri[None] & mask[:, :, None] & mask[:, None, :]  # [B, p, q]
+    row_id = (torch.cumsum(mask.reshape(-1).long(), 0) - 1).view(mask.shape)
+    b, p, q = pairs.nonzero(as_tuple=True)
+    return row_id[b, p], items[b, q]
 
 
 def _right_aligned(starts: np.ndarray, ends: np.ndarray, width: int

@@ -18,14 +18,18 @@ LOSSES = ("auto", "ce", "sampled")
 
 
 def full_softmax_ce(hidden: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor,
-                    temperature: float = 1.0) -> torch.Tensor:
+                    temperature: float = 1.0,
+                    exclude: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Mean CE of ``hidden`` [N, d] against every row of ``item_table`` [n_items, d];
-    ``targets`` [N] int64 item indices.
+    ``targets`` [N] int64 item indices. ``exclude = (rows, items)`` drops those (row, item)
+    logits from the softmax (e.g. items the row's user already saw: they are never
+    recommended, so they should not compete with the target); a row's own target is never
+    dropped.
 
     Same value and gradients as ``F.cross_entropy(hidden @ item_table.T / temperature,
     targets)``; the softmax and its gradient are computed in place in the one [N, n_items]
     logits buffer. `FullSoftmaxCE` also keeps that buffer between calls."""
-    return FullSoftmaxCE(keep_buffer=False)(hidden, targets, item_table, temperature)
+    return FullSoftmaxCE(keep_buffer=False)(hidden, targets, item_table, temperature, exclude)
 
 
 class FullSoftmaxCE:
@@ -40,10 +44,15 @@ class FullSoftmaxCE:
         self._busy = False
 
     def __call__(self, hidden: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor,
-                 temperature: float = 1.0) -> torch.Tensor:
+                 temperature: float = 1.0,
+                 exclude: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         if temperature != 1.0:
             hidden = hidden / temperature
-        return _FullSoftmaxCE.apply(hidden, item_table, targets, self)
+        if exclude is not None:
+            rows, cols = exclude
+            keep = cols != targets[rows]
+            exclude = (rows[keep], cols[keep])
+        return _FullSoftmaxCE.apply(hidden, item_table, targets, self, exclude)
 
     def _acquire(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
         buf = self._buffer
@@ -60,10 +69,12 @@ class FullSoftmaxCE:
 
 class _FullSoftmaxCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, table, targets, owner):
+    def forward(ctx, hidden, table, targets, owner, exclude):
         n, m = hidden.shape[0], table.shape[0]
         flat, shared = owner._acquire(n * m, hidden)
         z = torch.mm(hidden, table.T, out=flat.view(n, m))
+        if exclude is not None:  # exp(-inf) = 0: no probability, no gradient
+            z.index_put_(exclude, z.new_tensor(float("-inf")))
         picked = z.gather(1, targets[:, None])[:, 0]
         top = z.amax(dim=1)
         z.sub_(top[:, None]).exp_()  # z = exp(logits - max), in place
@@ -84,7 +95,7 @@ class _FullSoftmaxCE(torch.autograd.Function):
         ctx.z = None
         if ctx.shared:
             ctx.owner._release()
-        return grad_hidden, grad_table, None, None
+        return grad_hidden, grad_table, None, None, None
 
 
 def sampled_softmax_ce(hidden: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor,
