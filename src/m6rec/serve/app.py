@@ -1,0 +1,169 @@
+"""The FastAPI application: ``create_app(settings)``; the store, model and index load in
+``lifespan``. Every client error is JSON ``{"error": ..., "detail": ...}`` with its 4xx status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from m6rec.serve.engine import Engine, NotFound, Unsupported
+from m6rec.serve.settings import ServeSettings
+from m6rec.storage import Store, open_store
+
+log = logging.getLogger("m6rec.serve")
+
+REASONS = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
+           405: "method not allowed", 409: "conflict", 413: "payload too large",
+           415: "unsupported media type", 422: "invalid request", 503: "unavailable"}
+
+
+def build_engine(settings: ServeSettings, store: Store, model_dir: Path | None = None) -> Engine:
+    return Engine(model_dir or settings.model_dir, store, data=settings.data,
+                  index=settings.index, faiss_threshold=settings.faiss_threshold,
+                  pseudonymise_key=settings.pseudonymise_key,
+                  history_limit=settings.history_limit, query_weight=settings.query_weight)
+
+
+class Metrics:
+    """Prometheus collectors of one app (own registry: several apps may live in one process)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("m6rec_http_requests", "HTTP requests",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("m6rec_http_request_seconds", "Request latency",
+                                 ["method", "route"], registry=self.registry,
+                                 buckets=(.001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5))
+        self.events = Counter("m6rec_events_stored", "Events committed", registry=self.registry)
+        self.items = Counter("m6rec_items_posted", "Items posted", registry=self.registry)
+        self.reloads = Counter("m6rec_model_reloads", "Hot reloads", registry=self.registry)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413 (declared or streamed)."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await _send_error(send, 413, f"body over {self.limit} bytes")
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _send_error(send, 413, f"body over {self.limit} bytes")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_error(send, status: int, detail: str) -> None:
+    import json
+
+    body = json.dumps({"error": REASONS.get(status, "error"), "detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def error(status: int, detail: object) -> JSONResponse:
+    return JSONResponse({"error": REASONS.get(status, "error"), "detail": detail}, status)
+
+
+def create_app(settings: ServeSettings | None = None) -> FastAPI:
+    """The service for ``settings`` (read from the environment when None)."""
+    from m6rec.serve.routers import events, items, system, users
+
+    settings = settings or ServeSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        import anyio
+
+        store = open_store(settings.db)
+        try:
+            app.state.store = store
+            app.state.engine = await anyio.to_thread.run_sync(build_engine, settings, store)
+            log.info("m6rec serve: %s", app.state.engine.info())
+            yield
+        finally:
+            app.state.engine = None
+            store.close()
+
+    app = FastAPI(title="m6rec", version=_version(), lifespan=lifespan,
+                  description="Real-time recommendations from the live event log and item text.")
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.engine = None
+    for r in (events.router, items.router, users.router, system.router):
+        app.include_router(r)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return error(exc.status_code, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        return error(422, detail)
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound):
+        return error(404, str(exc.args[0]) if exc.args else "not found")
+
+    @app.exception_handler(Unsupported)
+    async def unsupported(request: Request, exc: Unsupported):
+        return error(422, str(exc))
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        t0 = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            m = request.app.state.metrics
+            m.requests.labels(request.method, path, str(status)).inc()
+            m.latency.labels(request.method, path).observe(time.perf_counter() - t0)
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def _version() -> str:
+    from m6rec import __version__
+
+    return __version__
+
+
+__all__ = ["build_engine", "create_app"]

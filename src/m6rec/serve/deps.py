@@ -1,0 +1,39 @@
+"""Request dependencies: the current engine, settings, and the API-key check for writes."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
+
+from m6rec.serve.engine import Engine
+from m6rec.serve.settings import ServeSettings
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="Required by every write endpoint.")
+
+
+def get_settings(request: Request) -> ServeSettings:
+    return request.app.state.settings
+
+
+def get_engine(request: Request) -> Engine:
+    """The engine of this request: taken once, so a hot reload never changes it mid-request."""
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        raise HTTPException(503, "model not loaded")
+    return engine
+
+
+def require_api_key(key: str | None = Security(api_key_header),
+                    settings: ServeSettings = Depends(get_settings)) -> None:
+    if not settings.api_key:
+        raise HTTPException(403, "writes are disabled: start the server with --api-key")
+    if not key or not hmac.compare_digest(key.encode(), settings.api_key.encode()):
+        raise HTTPException(401, "missing or wrong X-API-Key header")
+
+
+def check_k(k: int, settings: ServeSettings) -> None:
+    if k > settings.max_k:
+        raise HTTPException(422, f"k must be <= {settings.max_k}")

@@ -1,0 +1,473 @@
+"""The library side of the service (no FastAPI here): a loaded model, its catalogue, an item
+index and the store, answering recommendation requests from every committed event.
+
+Two scoring paths:
+
+- **vector models** (the sequence models, ``m6`` first): the user is encoded from their
+  history, the item vectors sit in an index (exact or FAISS) and new items are added to it;
+  text models (``reads_text``) also encode posted items and free-text queries;
+- **any other model** (EASE, KNN, MF, ...): ``model.score`` over its catalogue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from m6rec.data.dataset import Dataset
+from m6rec.data.histories import Histories
+from m6rec.index import build_index
+from m6rec.models.base import topk
+from m6rec.storage import Event, Item, Store
+
+
+class NotFound(LookupError):
+    """An id the service does not know (404)."""
+
+
+class Unsupported(ValueError):
+    """A request the loaded model cannot answer (422)."""
+
+
+class Engine:
+    """Model + catalogue + index over one store.
+
+    Parameters
+    ----------
+    model_dir : directory written by ``m6rec train``
+    store : the event / item store
+    data : dataset spec (default: the model's ``meta.json`` ``data_spec``)
+    index, faiss_threshold : see `m6rec.index.build_index`
+    pseudonymise_key : HMAC key for user ids at ingestion (None: ids are stored as given)
+    history_limit : newest stored events read per user
+    query_weight : weight of a free-text query against the user's own vector
+    """
+
+    def __init__(self, model_dir: str | Path, store: Store, data: str | None = None,
+                 index: str = "auto", faiss_threshold: int = 50_000,
+                 pseudonymise_key: str | None = None, history_limit: int = 500,
+                 query_weight: float = 1.0):
+        from m6rec.config import Settings
+        from m6rec.data import load_dataset
+        from m6rec.models.io import load_model_dir
+
+        self.model_dir = Path(model_dir)
+        self.store = store
+        self.history_limit = history_limit
+        self.query_weight = query_weight
+        self._key = pseudonymise_key.encode() if pseudonymise_key else None
+        self.loaded_at = time.time()
+        _, meta = load_model_dir(self.model_dir)  # checks the directory, says what it holds
+        spec = data or meta.get("data_spec")
+        if not spec:
+            raise ValueError(f"{self.model_dir}: meta.json names no dataset; pass --data SPEC")
+        self.dataset: Dataset = load_dataset(spec, tie_break=Settings().tie_break)
+        self.model, self.meta = load_model_dir(self.model_dir, self.dataset)
+        self.model_name = self.meta.get("model", self.model.name)
+        ds = self.dataset
+        self._lock = threading.Lock()
+        self.n_base = ds.n_items
+        self.item_ids: list[str] = [str(i) for i in ds.item_ids]
+        self.item_pos: dict[str, int] = {i: k for k, i in enumerate(self.item_ids)}
+        self.titles: list[str] = [str(t) for t in ds.titles()]
+        self.categories: list[list[str]] = ds.item_categories()
+        self.popularity = np.zeros(max(16, 2 * ds.n_items), dtype=np.float64)
+        self.popularity[: ds.n_items] = ds.item_counts()
+        self._full = ds.histories()
+        self.event_code = {t: k for k, t in enumerate(ds.event_types)}
+        self._train_csr = ds.csr()
+        self._item_users = self._train_csr.T.tocsr()
+        self.vector_mode = hasattr(self.model, "module_") and hasattr(self.model.module_,
+                                                                      "item_table")
+        self.text_mode = bool(self.model.reads_text and self.vector_mode)
+        self._encoder = None
+        if self.vector_mode:
+            self._init_vectors(index, faiss_threshold)
+        for it in store.all_items():  # items posted earlier (also by other replicas)
+            self._apply_item(it)
+        for e in store.iter_events():
+            pos = self.item_pos.get(e.item_id)
+            if pos is not None:
+                self.popularity[pos] += 1
+
+    # -- vectors -----------------------------------------------------------------------------
+    def _init_vectors(self, index: str, faiss_threshold: int) -> None:
+        import torch
+
+        module = self.model.module_
+        module.eval()
+        with torch.inference_mode():
+            table = module.item_table().float().cpu().numpy()
+        self.index = build_index(table, kind=index, threshold=faiss_threshold)
+        norms = np.linalg.norm(table, axis=1, keepdims=True)
+        self.sim_index = build_index(table / np.maximum(norms, 1e-12), kind=index,
+                                     threshold=faiss_threshold)
+        self._table = torch.as_tensor(table)
+        self._tls = threading.local()
+        # the module reads its item table (base + posted items) from here from now on; one
+        # request sees one table even while an item is being added (its pad index depends on it)
+        module.item_table = self._current_table
+
+    def _current_table(self):
+        t = getattr(self._tls, "table", None)
+        return self._table if t is None else t
+
+    def _user_vectors(self, h: Histories) -> np.ndarray:
+        model, module = self.model, self.model.module_
+        inputs, mask, extras = model._inputs(h)
+        table = self._tls.table = self._table
+        inputs = np.where(mask, inputs, len(table))  # pad index after every item, posted ones too
+        try:
+            return self._encode_users(model, module, inputs, mask, extras)
+        finally:
+            self._tls.table = None
+
+    @staticmethod
+    def _encode_users(model: Any, module: Any, inputs: np.ndarray, mask: np.ndarray,
+                      extras: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            m = torch.as_tensor(mask)
+            out = module.encode(torch.as_tensor(inputs), m,
+                                {k: torch.as_tensor(v) for k, v in extras.items()})
+            if model.padding_side == "left":
+                user = out[:, -1]
+            else:
+                last = (m.sum(1) - 1).clamp(min=0)
+                user = out[torch.arange(len(out)), last]
+        return user.float().numpy()
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from m6rec.text import get_encoder
+
+            self._encoder = get_encoder(self.model.encoder)
+        return self._encoder
+
+    def _text_to_item_space(self, texts: list[str]) -> np.ndarray:
+        """Free texts -> vectors in item space (the model's text adapter, no ID part)."""
+        return _adapt(self.model.module_, np.asarray(self.encoder.encode(texts), np.float32))
+
+    # -- ids ---------------------------------------------------------------------------------
+    def pseudonym(self, user_id: str) -> str:
+        """The id under which a user's events are stored (keyed HMAC when configured)."""
+        if self._key is None:
+            return user_id
+        return "p_" + hmac.new(self._key, user_id.encode(), hashlib.sha256).hexdigest()[:40]
+
+    def item_index(self, item_id: str) -> int | None:
+        return self.item_pos.get(str(item_id))
+
+    # -- writes ------------------------------------------------------------------------------
+    def add_events(self, events: list[dict[str, Any]]) -> list[int]:
+        """Store events (all or none) and return their ids once committed."""
+        now = time.time()
+        unknown = [k for k, e in enumerate(events) if e["item_id"] not in self.item_pos]
+        if unknown:
+            k = unknown[0]
+            raise NotFound(f"events[{k}].item_id {events[k]['item_id']!r} is not in the "
+                           "catalogue (POST /items first)")
+        rows = [Event(self.pseudonym(e["user_id"]), e["item_id"], e.get("type"),
+                      float(e["timestamp"]) if e.get("timestamp") is not None else now)
+                for e in events]
+        ids = self.store.add_events(rows)
+        for e in rows:
+            self.popularity[self.item_pos[e.item_id]] += 1
+        return ids
+
+    def add_item(self, item_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Store an item, then put it into the index; returns what happened."""
+        item = Item(item_id, dict(fields), time.time())
+        self.store.put_items([item])
+        return self._apply_item(item)
+
+    def _apply_item(self, item: Item) -> dict[str, Any]:
+        with self._lock:
+            pos = self.item_pos.get(item.item_id)
+            title = str(item.fields.get("title") or item.fields.get("name") or item.item_id)
+            cats = item.fields.get("categories") or []
+            if isinstance(cats, str):
+                cats = [c.strip() for c in cats.replace("|", ",").split(",") if c.strip()]
+            vec = None
+            if self.text_mode:
+                text = self._item_text(item)
+                vec = self._item_vector(pos, text)
+            new = pos is None
+            if new:
+                if not self.text_mode:
+                    # an ID model cannot score an item it was not trained on: keep it stored
+                    return {"item_id": item.item_id, "created": True, "indexed": False,
+                            "reason": f"model {self.model_name!r} does not read item text"}
+                pos = len(self.item_ids)
+                if pos >= len(self.popularity):
+                    self.popularity = np.concatenate([self.popularity,
+                                                      np.zeros_like(self.popularity)])
+                self.titles.append(title)
+                self.categories.append(list(cats))
+                self.item_ids.append(item.item_id)
+                self._extend_table(vec)
+                self.index.add(vec[None])
+                self.sim_index.add(_unit(vec)[None])
+                self.item_pos[item.item_id] = pos  # visible to readers last
+            else:
+                self.titles[pos] = title
+                self.categories[pos] = list(cats)
+                if vec is not None:
+                    self._table[pos] = _torch(vec)
+                    self.index.update(pos, vec)
+                    self.sim_index.update(pos, _unit(vec))
+            return {"item_id": item.item_id, "created": new, "indexed": vec is not None}
+
+    def _item_text(self, item: Item) -> str:
+        from m6rec.text import item_texts
+
+        ds = self.dataset
+        row = {c: "" for c in ds.items.columns}
+        for k, v in item.fields.items():
+            row[k] = "|".join(map(str, v)) if isinstance(v, list) else str(v)
+        if ds.category_column and "categories" in item.fields and ds.category_column not in (
+                "categories",):
+            row[ds.category_column] = row.pop("categories")
+        one = replace(ds, items=pd.DataFrame([row]), item_ids=np.array([item.item_id], object))
+        for cached in ("title_column", "category_column"):
+            one.__dict__.pop(cached, None)
+        return item_texts(one, budget=getattr(self.model, "text_budget", 400))[0]
+
+    def _item_vector(self, pos: int | None, text: str) -> np.ndarray:
+        import torch
+
+        module = self.model.module_
+        t = np.asarray(self.encoder.encode([text]), dtype=np.float32)
+        if pos is not None and pos < self.n_base:  # a changed catalogue item keeps its ID part
+            with torch.inference_mode():
+                module.item_text[pos] = torch.as_tensor(t[0])
+                return type(module).item_table(module)[pos].float().numpy()
+        return _adapt(module, t)[0]
+
+    def _extend_table(self, vec: np.ndarray) -> None:
+        import torch
+
+        self._table = torch.cat([self._table, _torch(vec)[None]])
+
+    # -- reads -------------------------------------------------------------------------------
+    def history(self, user_id: str) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """(training user index or -1, item indices, timestamps, event codes), oldest first:
+        the training history followed by every stored event of the user."""
+        u = self.dataset.user_index(user_id)
+        u = -1 if u is None else int(u)
+        items, ts, ev = [], [], []
+        if u >= 0:
+            row = self._full.take(np.array([u]))
+            items.append(row.items)
+            ts.append(row.timestamps if row.timestamps is not None
+                      else np.full(len(row.items), np.nan))
+            ev.append(row.events if row.events is not None else np.zeros(len(row.items), np.int64))
+        stored = self.store.user_events(self.pseudonym(user_id), limit=self.history_limit)
+        known = [(self.item_pos[e.item_id], e.timestamp, self.event_code.get(e.type or "", 0))
+                 for e in stored if e.item_id in self.item_pos]
+        if known:
+            a = np.array(known, dtype=np.float64)
+            items.append(a[:, 0].astype(np.int64))
+            ts.append(a[:, 1])
+            ev.append(a[:, 2].astype(np.int64))
+        if not items:
+            return u, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)
+        return u, np.concatenate(items), np.concatenate(ts), np.concatenate(ev)
+
+    def _histories(self, u: int, items: np.ndarray, ts: np.ndarray, ev: np.ndarray
+                   ) -> Histories:
+        return Histories(np.array([0, len(items)], np.int64), items.astype(np.int64),
+                         np.array([u], np.int64), ts.astype(np.float64), None,
+                         ev.astype(np.int64))
+
+    def profile_text(self, user_id: str, u: int) -> str:
+        from m6rec.text import user_profile_text
+
+        if u >= 0:
+            return user_profile_text(self.dataset, u)
+        prof = self.store.get_user(self.pseudonym(user_id))
+        if not prof:
+            return ""
+        return " ".join(f"{k}: {v}." for k, v in prof.items() if v not in (None, ""))
+
+    def recommend(self, user_id: str, k: int = 10, exclude: list[str] | None = None,
+                  query: str | None = None, explain: bool = False) -> dict[str, Any]:
+        """``{"user_id", "strategy", "items": [{"item_id", "score", "title"[, "because"]}]}``."""
+        if query and not self.text_mode:
+            raise Unsupported(f"query needs a text model; the loaded model is {self.model_name!r}")
+        u, items, ts, ev = self.history(user_id)
+        ex = np.unique(np.concatenate([items, np.array(
+            [self.item_pos[i] for i in exclude or [] if i in self.item_pos], np.int64)]))
+        n = len(self.item_ids)
+        qvec = self._text_to_item_space([query])[0] if query else None
+        profile = "" if len(items) or query else self.profile_text(user_id, u)
+        if len(items) and self.vector_mode:
+            strategy = "history+query" if qvec is not None else "history"
+            uvec = self._user_vectors(self._histories(u, items, ts, ev))[0]
+            if qvec is not None:
+                uvec = uvec + self.query_weight * qvec * (np.linalg.norm(uvec)
+                                                          / max(np.linalg.norm(qvec), 1e-12))
+            ids, scores = self.index.search(uvec[None], k, exclude=[ex])
+        elif len(items):
+            strategy = "history"
+            base = items[items < self.n_base]
+            s = self.model.score(self._histories(u, base, ts[items < self.n_base],
+                                                 ev[items < self.n_base]))
+            s = s[0].copy()
+            s[ex[ex < len(s)]] = -np.inf
+            ids, scores = topk(s[None], k)
+        elif qvec is not None or (profile and self.text_mode):
+            strategy = "query" if qvec is not None else "profile"
+            vec = qvec if qvec is not None else self._text_to_item_space([profile])[0]
+            ids, scores = self.index.search(vec[None], k, exclude=[ex])
+        else:
+            strategy = "popular"
+            s = self.popularity[:n].astype(np.float32).copy()
+            s[ex] = -np.inf
+            ids, scores = topk(s[None], k)
+        keep = ids[0] >= 0
+        ids, scores = ids[0][keep], scores[0][keep]
+        out = [{"item_id": self.item_ids[i], "score": float(s), "title": self.titles[i]}
+               for i, s in zip(ids, scores, strict=True)]
+        if explain:
+            for it, why in zip(out, self._explain(strategy, u, items, ids, query, profile),
+                               strict=True):
+                it.update(why)
+        return {"user_id": user_id, "strategy": strategy, "items": out}
+
+    # -- explanations ------------------------------------------------------------------------
+    def _scorer(self):
+        engine = self
+
+        class _Scores:  # the `score(histories, items)` that history_contributions calls
+            def score(self, h: Histories, item_idx: np.ndarray) -> np.ndarray:
+                if engine.vector_mode:
+                    return engine._user_vectors(h) @ engine.index.vectors(item_idx).T
+                return engine.model.score(h, item_idx)
+
+        return _Scores()
+
+    def _explain(self, strategy: str, u: int, history: np.ndarray, ids: np.ndarray,
+                 query: str | None, profile: str) -> list[dict[str, Any]]:
+        from m6rec.explain.contributions import history_contributions
+
+        if strategy == "popular":
+            return [{"because": "popular with other users", "history": []} for _ in ids]
+        if strategy in ("query", "profile"):
+            what = f'your request "{query}"' if query else "your profile"
+            return [{"because": f"its text matches {what}", "history": []} for _ in ids]
+        hist = history if self.vector_mode else history[history < self.n_base]
+        ok = ids < self.n_base if not self.vector_mode else np.ones(len(ids), bool)
+        hist_idx, contrib = history_contributions(self._scorer(), hist, ids[ok])
+        out = []
+        col = 0
+        for i, good in zip(ids, ok, strict=True):
+            if not good:
+                out.append({"because": "", "history": []})
+                continue
+            c = contrib[:, col]
+            col += 1
+            pos = np.clip(c, 0, None)
+            total = float(pos.sum())
+            order = [j for j in np.argsort(-c, kind="stable")[:2] if c[j] > 0]
+            cited = [int(hist_idx[j]) for j in order]
+            shared = sorted(set(self.categories[int(i)])
+                            & {g for j in cited for g in self.categories[j]})
+            if cited:
+                because = "because you liked " + " and ".join(f'"{self.titles[j]}"' for j in cited)
+                if shared:
+                    because += f"; shares {', '.join(shared[:3])}"
+            else:
+                because = "fits your history as a whole"
+            if query:
+                because += f'; steered by your request "{query}"'
+            out.append({"because": because, "shared_categories": shared, "history": [
+                {"item_id": self.item_ids[j], "title": self.titles[j],
+                 "share": round(float(c[jj] / total), 4) if total > 0 else 0.0}
+                for jj, j in zip(order, cited, strict=True)]})
+        return out
+
+    # -- similarity --------------------------------------------------------------------------
+    def similar_items(self, item_id: str, k: int = 10) -> dict[str, Any]:
+        i = self.item_index(item_id)
+        if i is None:
+            raise NotFound(f"unknown item_id {item_id!r}")
+        if self.vector_mode:
+            ids, scores = self.sim_index.search(self.sim_index.vectors(np.array([i])), k,
+                                                exclude=[np.array([i])])
+        else:  # cosine over the users who interacted with the items
+            if i >= self.n_base:
+                raise Unsupported(f"item {item_id!r} has no interactions the model knows")
+            col = self._item_users[i]
+            co = np.asarray((self._item_users @ col.T).todense()).ravel().astype(np.float32)
+            norms = np.sqrt(np.maximum(self._item_users.getnnz(axis=1), 1)).astype(np.float32)
+            s = co / (norms * norms[i])
+            s[i] = -np.inf
+            s[co == 0] = -np.inf
+            ids, scores = topk(s[None], k)
+        keep = ids[0] >= 0
+        return {"item_id": item_id, "items": [
+            {"item_id": self.item_ids[j], "score": float(s), "title": self.titles[j]}
+            for j, s in zip(ids[0][keep], scores[0][keep], strict=True)]}
+
+    def similar_users(self, user_id: str, k: int = 10) -> dict[str, Any]:
+        """Training users ranked by cosine similarity of item sets (training + stored events)."""
+        u, items, _, _ = self.history(user_id)
+        items = np.unique(items[items < self.n_base])
+        if not len(items):
+            raise NotFound(f"user {user_id!r} has no history to compare")
+        X = self._train_csr
+        overlap = np.asarray(X[:, items].sum(axis=1)).ravel().astype(np.float32)
+        sizes = np.maximum(X.getnnz(axis=1), 1).astype(np.float32)
+        s = overlap / np.sqrt(sizes * len(items))
+        s[overlap == 0] = -np.inf
+        if u >= 0:
+            s[u] = -np.inf
+        ids, scores = topk(s[None], k)
+        keep = ids[0] >= 0
+        return {"user_id": user_id, "users": [
+            {"user_id": str(self.dataset.user_ids[v]), "score": float(sc)}
+            for v, sc in zip(ids[0][keep], scores[0][keep], strict=True)]}
+
+    def user_history(self, user_id: str, limit: int = 50) -> dict[str, Any]:
+        _, items, ts, _ = self.history(user_id)
+        items, ts = items[-limit:], ts[-limit:]
+        return {"user_id": user_id, "items": [
+            {"item_id": self.item_ids[i], "title": self.titles[i],
+             "timestamp": None if not np.isfinite(t) else float(t)}
+            for i, t in zip(items[::-1], ts[::-1], strict=True)]}
+
+    def info(self) -> dict[str, Any]:
+        return {"model": self.model_name, "model_dir": str(self.model_dir),
+                "dataset": self.dataset.name, "items": len(self.item_ids),
+                "users": self.dataset.n_users,
+                "index": self.index.kind if self.vector_mode else "dense-scores",
+                "reads_text": self.text_mode, "loaded_at": self.loaded_at}
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def _torch(v: np.ndarray):
+    import torch
+
+    return torch.as_tensor(np.asarray(v, dtype=np.float32))
+
+
+def _adapt(module: Any, t: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        x = torch.as_tensor(t)
+        return (module.adapter(x) + module.skip(x)).float().numpy()

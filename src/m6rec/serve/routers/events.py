@@ -1,0 +1,30 @@
+"""``POST /events``: one event or a JSON array of them, acknowledged after commit."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from m6rec.serve.deps import get_engine, get_settings, require_api_key
+from m6rec.serve.engine import Engine
+from m6rec.serve.schemas import EventIn, EventsAck
+from m6rec.serve.settings import ServeSettings
+
+router = APIRouter(tags=["events"])
+
+
+@router.post("/events", status_code=201, response_model=EventsAck,
+             dependencies=[Depends(require_api_key)],
+             responses={401: {}, 403: {}, 404: {}, 413: {}, 422: {}})
+def post_events(body: EventIn | list[EventIn], request: Request,
+                engine: Engine = Depends(get_engine),
+                settings: ServeSettings = Depends(get_settings)) -> EventsAck:
+    """Store one event, or a batch (a JSON array). All or nothing: the response comes after
+    the commit, and the very next recommendation for the user reads these events."""
+    events = body if isinstance(body, list) else [body]
+    if not events:
+        raise HTTPException(422, "empty batch")
+    if len(events) > settings.max_batch:
+        raise HTTPException(413, f"batch of {len(events)} events; at most {settings.max_batch}")
+    ids = engine.add_events([e.model_dump() for e in events])
+    request.app.state.metrics.events.inc(len(ids))
+    return EventsAck(stored=len(ids), ids=ids)

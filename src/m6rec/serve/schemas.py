@@ -1,0 +1,120 @@
+"""Wire schemas (the only pydantic models of the service)."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Id = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+
+class EventIn(BaseModel):
+    """One interaction; ``timestamp`` (unix seconds) defaults to the time of ingestion."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: str = Id
+    item_id: str = Id
+    type: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+    timestamp: float | None = Field(None, ge=0, le=1e11)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("timestamp must be a finite number")
+        return v
+
+
+class EventsAck(BaseModel):
+    stored: int
+    ids: list[int]
+
+
+class ItemIn(BaseModel):
+    """A new or changed item with its text; encoded and indexed before the response."""
+
+    model_config = ConfigDict(extra="forbid")
+    item_id: str = Id
+    title: str = Field(min_length=1, max_length=1000)
+    description: str | None = Field(None, max_length=10_000)
+    categories: list[str] | None = Field(None, max_length=50)
+    fields: dict[str, str] | None = Field(None, max_length=20,
+                                          description="More text columns (brand, year, ...).")
+
+    @field_validator("categories")
+    @classmethod
+    def _short(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and any(not c or len(c) > 100 for c in v):
+            raise ValueError("each category must hold 1 to 100 characters")
+        return v
+
+
+class ItemAck(BaseModel):
+    item_id: str
+    created: bool
+    indexed: bool
+    reason: str | None = None
+    seconds: float
+
+
+class Cited(BaseModel):
+    item_id: str
+    title: str
+    share: float
+
+
+class RecItem(BaseModel):
+    item_id: str
+    score: float
+    title: str
+    because: str | None = None
+    shared_categories: list[str] | None = None
+    history: list[Cited] | None = None
+
+
+class Recommendations(BaseModel):
+    user_id: str
+    strategy: str = Field(description="history | history+query | query | profile | popular")
+    items: list[RecItem]
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    items: list[RecItem]
+
+
+class SimilarUser(BaseModel):
+    user_id: str
+    score: float
+
+
+class SimilarUsers(BaseModel):
+    user_id: str
+    users: list[SimilarUser]
+
+
+class HistoryItem(BaseModel):
+    item_id: str
+    title: str
+    timestamp: float | None
+
+
+class History(BaseModel):
+    user_id: str
+    items: list[HistoryItem]
+
+
+class ProfileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    profile: dict[str, str] = Field(max_length=20)
+
+
+class ReloadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model_dir: str | None = Field(None, max_length=4096)
+
+
+class Error(BaseModel):
+    error: str
+    detail: object | None = None

@@ -1,0 +1,55 @@
+"""Service settings, read once (CLI flag > environment ``M6REC_*`` > default)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"M6REC_{name}", default)
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Documented defaults of `m6rec serve`.
+
+    Attributes
+    ----------
+    model_dir : Path
+        A directory written by ``m6rec train --out`` (``M6REC_MODEL_DIR``).
+    db : str
+        Store URL, ``sqlite:///PATH`` or ``postgresql://...`` (``M6REC_DB``;
+        default ``sqlite:///m6rec-events.db`` in the working directory).
+    data : str or None
+        Dataset spec for training histories and titles; default: the one the model was trained on
+        (``meta.json``'s ``data_spec``) (``M6REC_DATA``).
+    api_key : str or None
+        Required in ``X-API-Key`` by every write endpoint (``M6REC_API_KEY``); with none set, writes
+        are refused.
+    pseudonymise_key : str or None
+        When set, user ids are replaced by a keyed HMAC-SHA256 at ingestion, so raw ids are never
+        stored (``M6REC_PSEUDONYMISE_KEY``).
+    max_body_bytes, max_batch, max_k : int
+        Request body limit, most events per batch, largest ``k``.
+    history_limit : int
+        Newest stored events read per user and request.
+    index : str
+        ``auto`` (exact below ``faiss_threshold`` items, FAISS HNSW from there), ``exact``, ``faiss``.
+    query_weight : float
+        How strongly a free-text ``query`` steers a user with history (0 ignores it).
+    """
+
+    model_dir: Path = field(default_factory=lambda: Path(_env("MODEL_DIR", "model") or "model"))
+    db: str = field(default_factory=lambda: _env("DB", "sqlite:///m6rec-events.db") or "")
+    data: str | None = field(default_factory=lambda: _env("DATA"))
+    api_key: str | None = field(default_factory=lambda: _env("API_KEY"))
+    pseudonymise_key: str | None = field(default_factory=lambda: _env("PSEUDONYMISE_KEY"))
+    max_body_bytes: int = 1_000_000
+    max_batch: int = 1000
+    max_k: int = 100
+    history_limit: int = 500
+    index: str = "auto"
+    faiss_threshold: int = 50_000
+    query_weight: float = 1.0
