@@ -323,6 +323,45 @@ def demo(
     con.print(f"report and plots: {out}/report.md; model: {out}/model")
 
 
+@app.command()
+@cli_errors
+def serve(
+    model_dir: Annotated[Path, typer.Option(help="A directory written by `m6rec train`.")],
+    db: Annotated[str | None, typer.Option(
+        help="Store URL: sqlite:///PATH (default sqlite:///m6rec-events.db) or postgresql://...")] = None,
+    data: Annotated[str | None, typer.Option(help="Dataset spec (default: the model's).")] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key: Annotated[str | None, typer.Option(
+        help="Key required in X-API-Key by write endpoints (default: M6REC_API_KEY, else a "
+             "random key printed at start).")] = None,
+    pseudonymise_key: Annotated[str | None, typer.Option(
+        help="HMAC key: store keyed hashes of user ids, never the raw ids.")] = None,
+    index: Annotated[str, typer.Option(help="auto | exact | faiss")] = "auto",
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+):
+    """Serve real-time recommendations over HTTP (FastAPI; OpenAPI docs at /docs)."""
+    import dataclasses
+    import secrets
+
+    import uvicorn
+
+    from m6rec.serve.app import create_app
+    from m6rec.serve.settings import ServeSettings
+
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"--model-dir {model_dir}: not a model directory (no config.json)")
+    base = ServeSettings()
+    key = api_key or base.api_key
+    if not key:
+        key = secrets.token_urlsafe(24)
+        typer.echo(f"API key for write endpoints (X-API-Key): {key}", err=True)
+    settings = dataclasses.replace(
+        base, model_dir=model_dir, db=db or base.db, data=data or base.data, api_key=key,
+        pseudonymise_key=pseudonymise_key or base.pseudonymise_key, index=index)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
 def main() -> None:
     app()
 

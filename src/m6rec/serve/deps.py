@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
@@ -26,8 +27,8 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-def require_api_key(key: str | None = Security(api_key_header),
-                    settings: ServeSettings = Depends(get_settings)) -> None:
+def require_api_key(key: Annotated[str | None, Security(api_key_header)],
+                    settings: Annotated[ServeSettings, Depends(get_settings)]) -> None:
     if not settings.api_key:
         raise HTTPException(403, "writes are disabled: start the server with --api-key")
     if not key or not hmac.compare_digest(key.encode(), settings.api_key.encode()):
@@ -37,3 +38,7 @@ def require_api_key(key: str | None = Security(api_key_header),
 def check_k(k: int, settings: ServeSettings) -> None:
     if k > settings.max_k:
         raise HTTPException(422, f"k must be <= {settings.max_k}")
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[ServeSettings, Depends(get_settings)]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from m6rec.serve.deps import get_engine, get_settings, require_api_key
-from m6rec.serve.engine import Engine
+from m6rec.serve.deps import EngineDep, SettingsDep, require_api_key
 from m6rec.serve.schemas import EventIn, EventsAck
-from m6rec.serve.settings import ServeSettings
 
 router = APIRouter(tags=["events"])
 
@@ -16,8 +14,8 @@ router = APIRouter(tags=["events"])
              dependencies=[Depends(require_api_key)],
              responses={401: {}, 403: {}, 404: {}, 413: {}, 422: {}})
 def post_events(body: EventIn | list[EventIn], request: Request,
-                engine: Engine = Depends(get_engine),
-                settings: ServeSettings = Depends(get_settings)) -> EventsAck:
+                engine: EngineDep,
+                settings: SettingsDep) -> EventsAck:
     """Store one event, or a batch (a JSON array). All or nothing: the response comes after
     the commit, and the very next recommendation for the user reads these events."""
     events = body if isinstance(body, list) else [body]

@@ -6,17 +6,15 @@ import time
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from m6rec.serve.deps import check_k, get_engine, get_settings, require_api_key
-from m6rec.serve.engine import Engine
+from m6rec.serve.deps import EngineDep, SettingsDep, check_k, require_api_key
 from m6rec.serve.schemas import ItemAck, ItemIn, SimilarItems
-from m6rec.serve.settings import ServeSettings
 
 router = APIRouter(tags=["items"])
 
 
 @router.post("/items", status_code=201, response_model=ItemAck,
              dependencies=[Depends(require_api_key)], responses={401: {}, 403: {}, 422: {}})
-def post_item(body: ItemIn, request: Request, engine: Engine = Depends(get_engine)) -> ItemAck:
+def post_item(body: ItemIn, request: Request, engine: EngineDep) -> ItemAck:
     """Store an item with its text; for a text model it is encoded and added to the index before
     this returns, so the next recommendation can already hold it."""
     t0 = time.perf_counter()
@@ -32,9 +30,9 @@ def post_item(body: ItemIn, request: Request, engine: Engine = Depends(get_engin
 
 @router.get("/items/{item_id}/similar", response_model=SimilarItems,
             response_model_exclude_none=True, responses={404: {}, 422: {}})
-def similar_items(item_id: str = Path(min_length=1, max_length=256),
-                  k: int = Query(10, ge=1), engine: Engine = Depends(get_engine),
-                  settings: ServeSettings = Depends(get_settings)) -> dict:
+def similar_items(engine: EngineDep, settings: SettingsDep,
+                  item_id: str = Path(min_length=1, max_length=256),
+                  k: int = Query(10, ge=1)) -> dict:
     """Items closest to this one (cosine of item vectors, or of co-interactions for ID models)."""
     check_k(k, settings)
     return engine.similar_items(item_id, k)

@@ -8,8 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from m6rec.serve.deps import get_engine, require_api_key
-from m6rec.serve.engine import Engine
+from m6rec.serve.deps import EngineDep, require_api_key
 from m6rec.serve.schemas import ReloadIn
 
 router = APIRouter(tags=["system"])
@@ -18,7 +17,7 @@ _reload_lock = threading.Lock()
 
 
 @router.get("/health")
-def health(request: Request, engine: Engine = Depends(get_engine)) -> dict:
+def health(request: Request, engine: EngineDep) -> dict:
     """Model, catalogue and store status."""
     try:
         engine.store.ping()

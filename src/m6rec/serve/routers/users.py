@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from m6rec.serve.deps import check_k, get_engine, get_settings, require_api_key
-from m6rec.serve.engine import Engine
+from m6rec.serve.deps import EngineDep, SettingsDep, check_k, require_api_key
 from m6rec.serve.schemas import History, ProfileIn, Recommendations, SimilarUsers
-from m6rec.serve.settings import ServeSettings
 
 router = APIRouter(prefix="/users", tags=["users"])
 UserId = Path(min_length=1, max_length=256)
@@ -16,6 +14,7 @@ UserId = Path(min_length=1, max_length=256)
 @router.get("/{user_id}/recommendations", response_model=Recommendations,
             response_model_exclude_none=True, responses={422: {}})
 def recommendations(
+    engine: EngineDep, settings: SettingsDep,
     user_id: str = UserId,
     k: int = Query(10, ge=1, description="List length."),
     exclude: str | None = Query(None, max_length=10_000,
@@ -23,7 +22,6 @@ def recommendations(
     query: str | None = Query(None, min_length=1, max_length=500,
                               description="Free text that steers the result (text models)."),
     explain: bool = Query(False, description="Say why each item was chosen."),
-    engine: Engine = Depends(get_engine), settings: ServeSettings = Depends(get_settings),
 ) -> dict:
     """Top-k from every event committed before this request; seen and excluded items left out.
     Users without events get results from ``query``, their profile text, or popularity."""
@@ -33,24 +31,22 @@ def recommendations(
 
 
 @router.get("/{user_id}/similar", response_model=SimilarUsers, responses={404: {}, 422: {}})
-def similar_users(user_id: str = UserId, k: int = Query(10, ge=1),
-                  engine: Engine = Depends(get_engine),
-                  settings: ServeSettings = Depends(get_settings)) -> dict:
+def similar_users(engine: EngineDep, settings: SettingsDep, user_id: str = UserId,
+                  k: int = Query(10, ge=1)) -> dict:
     """Users with the most similar item sets (cosine), e.g. for friend or group suggestions."""
     check_k(k, settings)
     return engine.similar_users(user_id, k)
 
 
 @router.get("/{user_id}/history", response_model=History, responses={422: {}})
-def history(user_id: str = UserId, limit: int = Query(50, ge=1, le=1000),
-            engine: Engine = Depends(get_engine)) -> dict:
+def history(engine: EngineDep, user_id: str = UserId,
+            limit: int = Query(50, ge=1, le=1000)) -> dict:
     """The user's newest interactions (training data and stored events), newest first."""
     return engine.user_history(user_id, limit)
 
 
 @router.put("/{user_id}/profile", status_code=204, dependencies=[Depends(require_api_key)],
             responses={401: {}, 403: {}, 422: {}})
-def put_profile(body: ProfileIn, user_id: str = UserId,
-                engine: Engine = Depends(get_engine)) -> None:
+def put_profile(body: ProfileIn, engine: EngineDep, user_id: str = UserId) -> None:
     """Store profile text (e.g. ``{"occupation": "chef"}``) for cold-start recommendations."""
     engine.store.put_user(engine.pseudonym(user_id), body.profile)
