@@ -19,6 +19,7 @@ _MODELS: dict[str, str] = {
     "gru4rec": "gru4rec:GRU4Rec",
     "multvae": "multvae:MultVAE",
     "fusion": "fusion:Fusion",
+    "hybrid": "hybrid:Hybrid",
 }
 
 
