@@ -71,3 +71,69 @@ def m6_dir(topics_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def ease_dir(topics_dir, tmp_path_factory):
     return train_dir(topics_dir, tmp_path_factory.mktemp("ease") / "model", "ease")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """``m6rec serve`` in a child process on 127.0.0.1 (stopped by ``stop`` / the context)."""
+
+    def __init__(self, model_dir, db: str, api_key: str = "secret", timeout: float = 90.0):
+        import os
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_key = api_key
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "m6rec.cli", "serve", "--model-dir", str(model_dir),
+             "--db", db, "--port", str(self.port), "--api-key", api_key],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._wait(timeout)
+
+    def _wait(self, timeout: float) -> None:
+        import time
+
+        import httpx
+
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server did not answer /health within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def __enter__(self) -> LiveServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    """The `LiveServer` class (tests start it with their own model and database)."""
+    return LiveServer

@@ -1,0 +1,149 @@
+"""Load test of `m6rec serve`: a load generator in other processes on loopback.
+
+16 concurrent clients (asyncio + httpx keep-alive, spread over ``--procs`` processes), 90%
+``GET /users/{id}/recommendations?k=10`` for random ml-100k users, 10% ``POST /events``.
+Prints and writes p50 / p99 latency and requests/s. ``--rate R`` caps the offered load (soak
+mode: ``--rate HALF_MAX --duration 600`` also samples the server's resident memory).
+
+    .venv/bin/python benchmarks/serve_load.py --model-dir runs/serve/m6 --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from serve_common import Server, percentile, write_result  # noqa: E402
+
+
+def _client_proc(url: str, key: str, users: list[str], items: list[str], n_workers: int,
+                 duration: float, rate: float | None, write_share: float, seed: int, out) -> None:
+    import httpx
+
+    async def main() -> list[tuple[str, float, int]]:
+        rng = random.Random(seed)
+        records: list[tuple[str, float, int]] = []
+        stop_at = time.monotonic() + duration
+        interval = n_workers / rate if rate else 0.0
+
+        async def worker(client: httpx.AsyncClient) -> None:
+            next_t = time.monotonic()
+            while time.monotonic() < stop_at:
+                if interval:
+                    next_t += interval * rng.uniform(0.5, 1.5)
+                    delay = next_t - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                user = rng.choice(users)
+                t0 = time.perf_counter()
+                try:
+                    if rng.random() < write_share:
+                        kind = "event"
+                        r = await client.post("/events", json={"user_id": user,
+                                                               "item_id": rng.choice(items)},
+                                              headers={"X-API-Key": key})
+                    else:
+                        kind = "rec"
+                        r = await client.get(f"/users/{user}/recommendations",
+                                             params={"k": 10})
+                    status = r.status_code
+                except httpx.HTTPError:
+                    status = -1
+                records.append((kind, time.perf_counter() - t0, status))
+
+        limits = httpx.Limits(max_connections=n_workers, max_keepalive_connections=n_workers)
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+            await asyncio.gather(*(worker(client) for _ in range(n_workers)))
+        return records
+
+    out.put(asyncio.run(main()))
+
+
+def run_load(url: str, key: str, users: list[str], items: list[str], clients: int, procs: int,
+             duration: float, rate: float | None = None, write_share: float = 0.1,
+             server: Server | None = None) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    per = [clients // procs + (1 if p < clients % procs else 0) for p in range(procs)]
+    ps = [ctx.Process(target=_client_proc, args=(url, key, users, items, n, duration,
+                                                 rate * n / clients if rate else None,
+                                                 write_share, 1000 + p, q))
+          for p, n in enumerate(per)]
+    rss = []
+    t0 = time.monotonic()
+    for p in ps:
+        p.start()
+    if server is not None:
+        while any(p.is_alive() for p in ps) and time.monotonic() - t0 < duration + 5:
+            rss.append((round(time.monotonic() - t0, 1), server.rss_mb()))
+            time.sleep(min(10.0, max(1.0, duration / 60)))
+    records = [r for _ in ps for r in q.get()]
+    for p in ps:
+        p.join()
+    wall = time.monotonic() - t0
+    lat = [d * 1000 for _, d, s in records if 200 <= s < 300]
+    rec_lat = [d * 1000 for k, d, s in records if k == "rec" and s == 200]
+    ev_lat = [d * 1000 for k, d, s in records if k == "event" and s == 201]
+    errors = sum(1 for _, _, s in records if not 200 <= s < 300)
+    return {"requests": len(records), "errors": errors, "seconds": round(duration, 1),
+            "wall_seconds": round(wall, 1), "req_per_s": round(len(lat) / duration, 1),
+            "p50_ms": round(percentile(lat, 50), 2), "p99_ms": round(percentile(lat, 99), 2),
+            "rec_p50_ms": round(percentile(rec_lat, 50), 2),
+            "rec_p99_ms": round(percentile(rec_lat, 99), 2),
+            "event_p50_ms": round(percentile(ev_lat, 50), 2),
+            "event_p99_ms": round(percentile(ev_lat, 99), 2),
+            "clients": clients, "client_processes": procs, "offered_rate": rate,
+            "rss_mb": rss}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model-dir", required=True)
+    ap.add_argument("--db", default=None, help="default: a fresh SQLite file in a temp dir")
+    ap.add_argument("--duration", type=float, default=60)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--rate", type=float, default=None, help="offered req/s (default: closed loop)")
+    ap.add_argument("--warmup", type=float, default=5)
+    ap.add_argument("--name", default="serve_load")
+    args = ap.parse_args()
+    import httpx
+
+    from m6rec.data import load_dataset
+
+    tmp = tempfile.mkdtemp(prefix="m6rec-load-")
+    db = args.db or f"sqlite:///{tmp}/events.db"
+    srv = Server(args.model_dir, db)
+    try:
+        info = httpx.get(srv.url + "/health").json()
+        ds = load_dataset(info["dataset"]) if info["dataset"] in ("ml-100k",) else None
+        users = ([str(u) for u in ds.user_ids] if ds is not None else [f"u{k}" for k in range(100)])
+        items = [str(i) for i in ds.item_ids] if ds is not None else []
+        if args.warmup:
+            run_load(srv.url, srv.api_key, users, items, args.clients, args.procs, args.warmup)
+        res = run_load(srv.url, srv.api_key, users, items, args.clients, args.procs,
+                       args.duration, rate=args.rate, server=srv)
+        res.update({"model": info["model"], "dataset": info["dataset"], "index": info["index"],
+                    "items": info["items"], "server_startup_s": round(srv.startup_s, 1),
+                    "command": " ".join(sys.argv)})
+        if res["rss_mb"]:
+            first, last = res["rss_mb"][0][1], res["rss_mb"][-1][1]
+            res["rss_growth_pct"] = round(100 * (last - first) / first, 2)
+    finally:
+        srv.stop()
+    path = write_result(args.name, res)
+    summary = {k: v for k, v in res.items() if k != "rss_mb"}
+    print(summary)
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
