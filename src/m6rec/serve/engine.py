@@ -323,7 +323,7 @@ class Engine:
             base = items[items < self.n_base]
             s = self.model.score(self._histories(u, base, ts[items < self.n_base],
                                                  ev[items < self.n_base]))
-            s = s[0].copy()
+            s = np.nan_to_num(s[0], nan=np.finfo(np.float32).min, posinf=np.finfo(np.float32).max)
             s[ex[ex < len(s)]] = -np.inf
             ids, scores = topk(s[None], k)
         elif qvec is not None or (profile and self.text_mode):

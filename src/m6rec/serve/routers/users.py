@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import JSONResponse
 
 from m6rec.serve.deps import EngineDep, SettingsDep, check_k, require_api_key
 from m6rec.serve.schemas import History, ProfileIn, Recommendations, SimilarUsers
@@ -22,12 +23,13 @@ def recommendations(
     query: str | None = Query(None, min_length=1, max_length=500,
                               description="Free text that steers the result (text models)."),
     explain: bool = Query(False, description="Say why each item was chosen."),
-) -> dict:
+) -> JSONResponse:
     """Top-k from every event committed before this request; seen and excluded items left out.
     Users without events get results from ``query``, their profile text, or popularity."""
     check_k(k, settings)
     ex = [x.strip() for x in exclude.split(",") if x.strip()] if exclude else []
-    return engine.recommend(user_id, k=k, exclude=ex, query=query, explain=explain)
+    # the engine builds exactly the documented shape: skip re-validating it (the hot path)
+    return JSONResponse(engine.recommend(user_id, k=k, exclude=ex, query=query, explain=explain))
 
 
 @router.get("/{user_id}/similar", response_model=SimilarUsers, responses={404: {}, 422: {}})
