@@ -20,6 +20,7 @@ _MODELS: dict[str, str] = {
     "multvae": "multvae:MultVAE",
     "fusion": "fusion:Fusion",
     "hybrid": "hybrid:Hybrid",
+    "multitask": "multitask:MultiTask",
 }
 
 

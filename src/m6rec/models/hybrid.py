@@ -115,7 +115,7 @@ class Hybrid(Recommender):
         for key in ("dropout", "user_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)!r}")
-        if getattr(self, "mode", "rank") not in MODES:
+        if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.loss not in RANK_LOSSES:
             raise ValueError(f"loss must be one of {', '.join(RANK_LOSSES)}, got {self.loss!r}")
@@ -222,8 +222,9 @@ class Hybrid(Recommender):
         """User and item factors ``U sqrt(S)``, ``V sqrt(S)`` of the training matrix."""
         import scipy.sparse.linalg as spla
 
-        x = dataset.csr("rating" if self._needs_ratings() else None).astype(np.float64)
-        if self._needs_ratings():
+        on_ratings = self.mode == "rating"
+        x = dataset.csr("rating" if on_ratings else None).astype(np.float64)
+        if on_ratings:
             x.data -= mean
         k = min(int(self.factors), min(x.shape) - 1)
         p = np.zeros((x.shape[0], int(self.factors)), np.float32)
