@@ -329,7 +329,9 @@ class Engine:
         elif qvec is not None or (profile and self.text_mode):
             strategy = "query" if qvec is not None else "profile"
             vec = qvec if qvec is not None else self._text_to_item_space([profile])[0]
-            ids, scores = self.index.search(vec[None], k, exclude=[ex])
+            # text matching: cosine, so items with an ID part (larger norms) do not crowd out
+            # items known by their text alone (new ones)
+            ids, scores = self.sim_index.search(_unit(vec)[None], k, exclude=[ex])
         else:
             strategy = "popular"
             s = self.popularity[:n].astype(np.float32).copy()
