@@ -23,6 +23,7 @@ from m6rec.data.dataset import Dataset
 from m6rec.data.errors import DataError
 
 NUMERIC_SHARE = 0.98
+ID_LIKE = ("id", "zip", "code")
 VECTOR_SUFFIXES = (".npy", ".npz", ".parquet")
 _ID_KEYS = ("item_id", "item_ids", "ids")
 _VEC_KEYS = ("vectors", "vector", "embeddings", "embedding")
@@ -35,7 +36,7 @@ def frame_features(frame: pd.DataFrame | None, skip: tuple[str, ...] = (),
         return np.zeros((0 if frame is None else len(frame), 0), np.float32), []
     blocks, names = [], []
     for col in frame.columns:
-        if col in skip:
+        if col in skip or str(col).lower().endswith(ID_LIKE):
             continue
         raw = frame[col]
         text = raw.astype(str).str.strip()

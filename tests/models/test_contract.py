@@ -19,6 +19,10 @@ FAST_PARAMS: dict[str, dict] = {
     "gru4rec": {"hidden": 16, "gru_hidden": 16, "epochs": 30, "lr": 1e-2, "batch_size": 32},
     "multvae": {"hidden": 32, "latent": 8, "epochs": 20, "lr": 1e-2, "batch_size": 50},
     "fusion": {"members": "ease,itemknn"},
+    "hybrid": {"factors": 8, "feature_dim": 8, "mlp_hidden": 16, "epochs": 30, "lr": 1e-2,
+               "batch_size": 64},
+    "multitask": {"weights": "1,0", "factors": 8, "feature_dim": 8, "mlp_hidden": 16,
+                  "epochs": 30, "lr": 1e-2, "batch_size": 64},
     "m6": {"encoder": "hashing:32", "hidden": 16, "inner": 16, "n_heads": 1, "epochs": 30,
            "lr": 1e-2, "batch_size": 32},
 }

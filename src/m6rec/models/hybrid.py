@@ -44,7 +44,8 @@ class Hybrid(Recommender):
     feature_dim, mlp_hidden : int
         Output and hidden width of the two feature MLPs.
     user_embedding : bool
-        Learn ``p_u`` for training users (else every user is its pooled history).
+        Also learn ``p_u`` for training users (default off: every user is its pooled history,
+        which measured better on ml-100k, both for ranking on ``loo`` and for RMSE).
     user_features, item_features : bool
         Use the profile / catalogue features (`m6rec.features`).
     item_vectors : str
@@ -74,7 +75,7 @@ class Hybrid(Recommender):
     uses_validation = True
 
     def __init__(self, mode: str = "rank", factors: int = 64, feature_dim: int = 32,
-                 mlp_hidden: int = 128, user_embedding: bool = True, user_features: bool = True,
+                 mlp_hidden: int = 128, user_embedding: bool = False, user_features: bool = True,
                  item_features: bool = True, item_vectors: str = "", max_levels: int = 64,
                  svd_init: bool = True, loss: str = "ce", n_negatives: int = 256,
                  user_dropout: float = 0.2, dropout: float = 0.1, epochs: int = 60,

@@ -46,7 +46,7 @@ class MultiTask(Hybrid):
     mode: ClassVar[str] = "rank"  # Hybrid's switches: binary SVD init, ranking loss for clicks
 
     def __init__(self, weights: str = "1,1", rating_hidden: int = 64, factors: int = 64,
-                 feature_dim: int = 32, mlp_hidden: int = 128, user_embedding: bool = True,
+                 feature_dim: int = 32, mlp_hidden: int = 128, user_embedding: bool = False,
                  user_features: bool = True, item_features: bool = True,
                  item_vectors: str = "", max_levels: int = 64, svd_init: bool = True,
                  loss: str = "ce", n_negatives: int = 256, user_dropout: float = 0.2,
