@@ -62,7 +62,7 @@ def test_bad_params(checkerboard, bad):
 
 def test_split_ratings_is_disjoint_and_per_user(ml100k):
     train, valid, test = split_ratings(ml100k, seed=1)
-    key = lambda f: set(zip(f["user_idx"], f["item_idx"]))  # noqa: E731
+    key = lambda f: set(zip(f["user_idx"], f["item_idx"], strict=True))  # noqa: E731
     assert not key(train.inter) & key(test) and not key(valid) & key(test)
     assert len(train.inter) + len(valid) + len(test) == ml100k.n_interactions
     assert abs(len(test) / ml100k.n_interactions - 0.1) < 0.01
