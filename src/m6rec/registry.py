@@ -21,6 +21,8 @@ _MODELS: dict[str, str] = {
     "fusion": "fusion:Fusion",
     "hybrid": "hybrid:Hybrid",
     "multitask": "multitask:MultiTask",
+    "kg": "kg:KG",
+    "ranker": "ranker:Ranker",
 }
 
 

@@ -25,6 +25,9 @@ FAST_PARAMS: dict[str, dict] = {
                   "epochs": 30, "lr": 1e-2, "batch_size": 64},
     "m6": {"encoder": "hashing:32", "hidden": 16, "inner": 16, "n_heads": 1, "epochs": 30,
            "lr": 1e-2, "batch_size": 32},
+    "kg": {"hidden": 16, "inner": 16, "epochs": 30, "lr": 1e-2, "batch_size": 32},
+    "ranker": {"hidden": 16, "att_hidden": 8, "mlp_hidden": 16, "epochs": 15, "lr": 1e-2,
+               "batch_size": 64, "per_user": 10},
 }
 
 # Parameters each model must reject with ValueError at fit time.
