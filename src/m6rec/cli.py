@@ -113,6 +113,8 @@ def train(
         help="Start from this saved model directory (m6: weights carried to the new catalogue).")] = None,
     adapt_only: Annotated[bool, typer.Option(
         "--adapt-only", help="With --init: train only adapters, gates and heads.")] = False,
+    retriever: Annotated[str | None, typer.Option(
+        help="ranker: the retriever whose top-100 it re-ranks (model spec or saved dir).")] = None,
 ):
     """Train a model and save it as a directory."""
     from m6rec.eval.evaluate import fit
@@ -129,6 +131,10 @@ def train(
         if init is None:
             raise ValueError("--adapt-only needs --init DIR (a trained model to adapt)")
         params["adapt_only"] = True
+    if retriever is not None:
+        if model != "ranker":
+            raise ValueError(f"--retriever applies to the ranker model only, not {model!r}")
+        params["retriever"] = retriever
     ds = _load_one(data, tie_break)
     mdl = build_model(model, **params)
     con = _console()
@@ -233,6 +239,8 @@ def benchmark(
     seeds: Annotated[int, typer.Option(min=1, help="Seeds for stochastic models.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
     tie_break: Annotated[str | None, typer.Option(help="hash | hash:SALT | file")] = None,
+    retriever: Annotated[str | None, typer.Option(
+        help="ranker: the retriever whose top-100 it re-ranks (model spec or saved dir).")] = None,
 ):
     """Train and evaluate several models on one protocol; write report.md, results.json, PNGs."""
     from m6rec.config import Settings
@@ -258,6 +266,10 @@ def benchmark(
     for n, p in specs:  # inline spec params, e.g. fusion(ease,itemknn); --param wins
         if p:
             params[n] = {**p, **params.get(n, {})}
+    if retriever is not None:
+        if "ranker" not in names:
+            raise ValueError("--retriever applies to the ranker model: add ranker to --models")
+        params.setdefault("ranker", {})["retriever"] = retriever
     con = _console()
     command = "m6rec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     summaries = []

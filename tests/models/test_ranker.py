@@ -105,3 +105,23 @@ def test_retriever_from_a_saved_directory_and_round_trip(odd_popular, tmp_path):
 def test_bad_params(params, match, checkerboard):
     with pytest.raises((ValueError, KeyError), match=match):
         build_model("ranker", **params).fit(checkerboard)
+
+
+def test_cli_retriever_option(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from m6rec.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--data", "ml-100k", "--model", "ranker", "--retriever",
+                              "pop", "--out", str(tmp_path / "r"), "--param", "epochs=1",
+                              "--param", "per_user=1", "--param", "hidden=8",
+                              "--param", "device=cpu"])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["params"]["retriever"] == "pop"
+    res = runner.invoke(app, ["train", "--data", "ml-100k", "--model", "ease", "--retriever",
+                              "pop", "--out", str(tmp_path / "e")])
+    assert res.exit_code == 2 and "ranker model only" in res.output
