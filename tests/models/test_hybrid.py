@@ -139,7 +139,7 @@ def test_item_vectors_feed_the_model_and_survive_save_load(checkerboard, tmp_pat
     parity = np.array([[1.0, 0.0] if int(i[1:]) % 2 == 0 else [0.0, 1.0] for i in ds.item_ids])
     np.savez(tmp_path / "vec.npz", item_id=ds.item_ids.astype(str), vectors=parity)
     m = Hybrid(**SMALL, item_features=False, user_features=False,
-               item_vectors=str(tmp_path / "vec.npz")).fit(ds)
+               vectors_file=str(tmp_path / "vec.npz")).fit(ds)
     assert m.module_.item_feat.shape == (ds.n_items, 2)
     m.save(tmp_path / "model")
     (tmp_path / "vec.npz").unlink()  # the saved model keeps its features

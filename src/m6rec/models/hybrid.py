@@ -48,7 +48,7 @@ class Hybrid(Recommender):
         which measured better on ml-100k, both for ranking on ``loo`` and for RMSE).
     user_features, item_features : bool
         Use the profile / catalogue features (`m6rec.features`).
-    item_vectors : str
+    vectors_file : str
         Optional file of precomputed item vectors (``.npz`` / ``.parquet`` keyed by item id, or
         ``.npy`` in catalogue order), appended to the item features.
     max_levels : int
@@ -76,7 +76,7 @@ class Hybrid(Recommender):
 
     def __init__(self, mode: str = "rank", factors: int = 64, feature_dim: int = 32,
                  mlp_hidden: int = 128, user_embedding: bool = False, user_features: bool = True,
-                 item_features: bool = True, item_vectors: str = "", max_levels: int = 64,
+                 item_features: bool = True, vectors_file: str = "", max_levels: int = 64,
                  svd_init: bool = True, loss: str = "ce", n_negatives: int = 256,
                  user_dropout: float = 0.2, dropout: float = 0.1, epochs: int = 60,
                  batch_size: int = 1024, lr: float = 1e-3, weight_decay: float = 0.0,
@@ -89,7 +89,7 @@ class Hybrid(Recommender):
         self.user_embedding = user_embedding
         self.user_features = user_features
         self.item_features = item_features
-        self.item_vectors = item_vectors
+        self.vectors_file = vectors_file
         self.max_levels = max_levels
         self.svd_init = svd_init
         self.loss = loss
@@ -212,9 +212,9 @@ class Hybrid(Recommender):
         u = (user_feature_matrix(dataset, lv)[0] if self.user_features
              else np.zeros((dataset.n_users, 0), np.float32))
         if self.item_features:
-            i = item_feature_matrix(dataset, lv, self.item_vectors or None)[0]
-        elif self.item_vectors:
-            i = load_item_vectors(self.item_vectors, dataset)
+            i = item_feature_matrix(dataset, lv, self.vectors_file or None)[0]
+        elif self.vectors_file:
+            i = load_item_vectors(self.vectors_file, dataset)
         else:
             i = np.zeros((dataset.n_items, 0), np.float32)
         return u, i
@@ -255,6 +255,12 @@ class Hybrid(Recommender):
         with torch.inference_mode():
             z, u = self._user_vectors(histories)
             return self.module_.all_scores(z, u).float().cpu().numpy()
+
+    def item_vectors(self) -> np.ndarray:
+        """The item tower's output ``z_i`` scaled by the fusion weights: float32 [n_items, d]."""
+        self._check_fitted()
+        with torch.inference_mode():
+            return (self.module_.items() * self.module_.fuse.weight).float().cpu().numpy()
 
     def predict_ratings(self, histories: Histories, item_idx: np.ndarray) -> np.ndarray:
         """Predicted ratings [n, m] of per-row items ``item_idx`` (int [n, m]), clipped to the

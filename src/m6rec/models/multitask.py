@@ -48,7 +48,7 @@ class MultiTask(Hybrid):
     def __init__(self, weights: str = "1,1", rating_hidden: int = 64, factors: int = 64,
                  feature_dim: int = 32, mlp_hidden: int = 128, user_embedding: bool = False,
                  user_features: bool = True, item_features: bool = True,
-                 item_vectors: str = "", max_levels: int = 64, svd_init: bool = True,
+                 vectors_file: str = "", max_levels: int = 64, svd_init: bool = True,
                  loss: str = "ce", n_negatives: int = 256, user_dropout: float = 0.2,
                  dropout: float = 0.1, epochs: int = 60, batch_size: int = 1024,
                  lr: float = 1e-3, weight_decay: float = 0.0, patience: int = 5,
@@ -62,7 +62,7 @@ class MultiTask(Hybrid):
         self.user_embedding = user_embedding
         self.user_features = user_features
         self.item_features = item_features
-        self.item_vectors = item_vectors
+        self.vectors_file = vectors_file
         self.max_levels = max_levels
         self.svd_init = svd_init
         self.loss = loss
