@@ -47,8 +47,21 @@ class M6(SequentialRecommender):
     id_dropout : float
         Share of items whose ID part is hidden in each training step, so the model also learns
         to rank from text alone (what cold items need).
+    impute_ids : bool
+        An item without a trained ID embedding (hidden by ``id_dropout``, never seen in
+        training, or from a new catalogue) gets one predicted from its text by a learned map,
+        instead of none: cold items then live in the same space as warm ones (DropoutNet /
+        Heater-style imputation).
     text_budget : int
         Most characters of an item's text.
+    lm_lora_rank : int
+        Above 0: fine-tune the language model itself through LoRA adapters of this rank inside
+        its attention layers (`m6rec.text.lora`); item texts are re-encoded with gradients
+        during training and the whole catalogue once more at the end. Meant for a GPU (it runs
+        on CPU for small catalogues); needs a sentence-transformers ``encoder``.
+    lm_refresh : int
+        With ``lm_lora_rank``: item texts of each training step re-encoded through the LM (a
+        random subset of the step's items; the others use their latest encoding).
     init : str
         A saved ``m6`` model directory to start from (its architecture parameters are used);
         for a new domain its weights are carried over and the new catalogue is read as text.
@@ -67,7 +80,8 @@ class M6(SequentialRecommender):
     def __init__(self, encoder: str = "default", text_only: bool = False,
                  use_profile: bool = True, use_time: bool = True, use_events: bool = True,
                  n_layers: int = 2, n_heads: int = 2, inner: int = 256,
-                 attn_dropout: float = 0.3, id_dropout: float = 0.1, text_budget: int = 200,
+                 attn_dropout: float = 0.3, id_dropout: float = 0.1, impute_ids: bool = False,
+                 text_budget: int = 200, lm_lora_rank: int = 0, lm_refresh: int = 64,
                  init: str = "", adapt_only: bool = False,
                  max_len: int = 50, hidden: int = 64, dropout: float = 0.3, epochs: int = 200,
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.0,
@@ -84,7 +98,10 @@ class M6(SequentialRecommender):
         self.inner = inner
         self.attn_dropout = attn_dropout
         self.id_dropout = id_dropout
+        self.impute_ids = impute_ids
         self.text_budget = text_budget
+        self.lm_lora_rank = lm_lora_rank
+        self.lm_refresh = lm_refresh
         self.init = init
         self.adapt_only = adapt_only
         super().__init__(max_len=max_len, hidden=hidden, dropout=dropout, epochs=epochs,
@@ -98,7 +115,8 @@ class M6(SequentialRecommender):
     # -- text features ---------------------------------------------------------------------------
     def _check_params(self) -> None:
         super()._check_params()
-        _require(self, ints={"n_layers": 1, "n_heads": 1, "inner": 1, "text_budget": 20})
+        _require(self, ints={"n_layers": 1, "n_heads": 1, "inner": 1, "text_budget": 20,
+                             "lm_lora_rank": 0, "lm_refresh": 1})
         if self.hidden % self.n_heads:
             raise ValueError(f"n_heads ({self.n_heads}) must divide hidden ({self.hidden})")
         for key in ("attn_dropout", "id_dropout"):
@@ -106,12 +124,21 @@ class M6(SequentialRecommender):
                 raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)!r}")
 
     def _encode_catalogue(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-        """(item text vectors [n_items, D], profile vectors [n_users, D]) via the cache."""
+        """(item text vectors [n_items, D], profile vectors [n_users, D]) via the cache (item
+        texts through the model's tuned LM adapters, when it has them)."""
         from m6rec.text import encode_cached, get_encoder, item_texts, user_profile_text
 
         enc = get_encoder(self.encoder)
-        items, hits, misses = encode_cached(enc, item_texts(dataset, budget=self.text_budget),
-                                            show_progress=self.verbose)
+        texts = item_texts(dataset, budget=self.text_budget)
+        self.item_strings_ = texts
+        if getattr(self, "lora_state_", None):
+            from m6rec.text.lora import LoRATextTower
+
+            tower = LoRATextTower(self.encoder, texts, rank=self.lm_lora_rank)
+            tower.load_lora_state(self.lora_state_)
+            items, hits, misses = tower.encode_all().numpy(), 0, len(texts)
+        else:
+            items, hits, misses = encode_cached(enc, texts, show_progress=self.verbose)
         self.encode_stats_ = {"item_hits": hits, "item_misses": misses}
         if self.use_profile and dataset.users is not None and dataset.n_users:
             texts = [user_profile_text(dataset, u) for u in range(dataset.n_users)]
@@ -165,12 +192,30 @@ class M6(SequentialRecommender):
         if self.init:
             self._apply_init()
         self._from_init = bool(self.init)
-        return super().fit(dataset, valid)
+        self.lora_state_ = {}
+        self.__dict__.pop("n_events_loaded_", None)
+        super().fit(dataset, valid)
+        module = self.module_
+        if module.lm is not None:  # the tuned LM encodes the catalogue once more, then leaves
+            import torch
+
+            with torch.no_grad():
+                module.item_text.copy_(module.lm.encode_all())
+            self.item_text_ = module.item_text.cpu().numpy()
+            self.lora_state_ = module.lm.lora_state()
+            self.lm_trainable_ = module.lm.trainable_parameters()
+            module.lm, module._fresh = None, None
+        return self
 
     def build_module(self) -> M6Module:
         module = self._new_module()
         if getattr(self, "_from_init", False):
             module = self._load_init(module)
+        if self.lm_lora_rank and not hasattr(self, "n_events_loaded_"):
+            from m6rec.text.lora import LoRATextTower
+
+            module.lm = LoRATextTower(self.encoder, self.item_strings_, rank=self.lm_lora_rank)
+            module.lm_refresh = int(self.lm_refresh)
         return module
 
     def _load_init(self, module: M6Module) -> M6Module:
@@ -192,6 +237,7 @@ class M6(SequentialRecommender):
         return M6Module(self.item_text_, self.profile_text_, self.item_seen_, self.max_len,
                         self.hidden, self.n_layers, self.n_heads, self.inner, self.dropout,
                         self.attn_dropout, self.id_dropout, text_only=self.text_only,
+                        impute_ids=self.impute_ids,
                         use_profile=self.use_profile, use_time=self.use_time,
                         use_events=self.use_events, n_events=self.n_events_)
 
@@ -202,6 +248,7 @@ class M6(SequentialRecommender):
                  if k not in ("module.item_text", "module.profile_text", "module.item_seen")}
         state.update({"item_text": self.item_text_, "profile_text": self.profile_text_,
                       "item_seen": self.item_seen_, "n_events": np.array([self.n_events_])})
+        state.update({f"lora.{k}": v for k, v in getattr(self, "lora_state_", {}).items()})
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -209,6 +256,9 @@ class M6(SequentialRecommender):
         self.profile_text_ = state["profile_text"]
         self.item_seen_ = state["item_seen"].astype(bool)
         self.n_events_ = int(state["n_events"].reshape(-1)[0])
+        self.n_events_loaded_ = True  # build the scoring network only (no LM to tune)
+        self.lora_state_ = {k[len("lora."):]: v for k, v in state.items()
+                            if k.startswith("lora.")}
         self._from_init = False  # a loaded model has its own weights
         super()._set_state({**state,
                             "module.item_text": self.item_text_,
@@ -230,15 +280,16 @@ class M6(SequentialRecommender):
         """Parameters trained by the last ``fit`` / all parameters, the frozen LM included
         (22.7M for all-MiniLM-L6-v2)."""
         params = list(self.module_.parameters())
-        trained = sum(p.numel() for p in params if p.requires_grad)
+        trained = (sum(p.numel() for p in params if p.requires_grad)
+                   + getattr(self, "lm_trainable_", 0))
         return trained / (sum(p.numel() for p in params) + LM_PARAMS.get(self.encoder, 0))
 
 
 #: parameters copied from an ``init`` model (they define the network's shape)
 ARCHITECTURE = ("encoder", "text_only", "use_profile", "use_time", "use_events", "n_layers",
-                "n_heads", "inner", "hidden", "max_len", "text_budget")
+                "n_heads", "inner", "hidden", "max_len", "text_budget", "impute_ids")
 #: top-level modules trained under ``adapt_only``
-ADAPTABLE = ("adapter", "skip", "gate", "profile", "out_scale", "id_emb")
+ADAPTABLE = ("adapter", "skip", "gate", "profile", "out_scale", "id_emb", "impute")
 
 #: parameters of the frozen encoders (the LM is part of the model, never trained here)
 LM_PARAMS = {"default": 22_713_216, "minilm": 22_713_216, "all-MiniLM-L6-v2": 22_713_216}
@@ -251,7 +302,8 @@ class M6Module(nn.Module):
     def __init__(self, item_text: np.ndarray, profile_text: np.ndarray, item_seen: np.ndarray,
                  max_len: int, hidden: int, n_layers: int, n_heads: int, inner: int,
                  dropout: float, attn_dropout: float, id_dropout: float, text_only: bool,
-                 use_profile: bool, use_time: bool, use_events: bool, n_events: int):
+                 use_profile: bool, use_time: bool, use_events: bool, n_events: int,
+                 impute_ids: bool = False):
         super().__init__()
         dim = item_text.shape[1]
         self.hidden, self.max_len = hidden, max_len
@@ -267,6 +319,7 @@ class M6Module(nn.Module):
             self.id_emb = nn.Embedding(len(item_text), hidden)
             nn.init.normal_(self.id_emb.weight, std=hidden ** -0.5)
             self.gate = nn.Linear(2 * hidden, hidden)
+            self.impute = nn.Linear(hidden, hidden) if impute_ids else None
         if use_profile:
             self.profile = nn.Linear(dim, hidden, bias=False)
         self.pos_emb = nn.Embedding(max_len, hidden)
@@ -282,19 +335,49 @@ class M6Module(nn.Module):
                                     for _ in range(n_layers))
         self.norm = nn.LayerNorm(hidden)
         self.out_scale = nn.Parameter(torch.tensor(1.0))
+        self.lm, self.lm_refresh, self._fresh = None, 64, None  # set by M6 for LM tuning
+
+    def begin_step(self, items: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Before a training step with LM adapters: write the last step's fresh encodings into
+        the table, then re-encode (with gradients) up to ``lm_refresh`` of this step's items."""
+        if self.lm is None:
+            return
+        if self._fresh is not None:
+            rows, vecs = self._fresh
+            self.item_text[rows] = vecs.detach()
+        uniq = torch.unique(items[items < len(self.item_text)])
+        if len(uniq) > self.lm_refresh:
+            pick = torch.randperm(len(uniq), generator=generator)[: self.lm_refresh]
+            uniq = uniq[pick.to(uniq.device)]
+        self._fresh = (uniq, self.lm(uniq.cpu()).to(self.item_text.device))
+
+    def _text(self) -> torch.Tensor:
+        if self.lm is not None and self.training and self._fresh is not None:
+            rows, vecs = self._fresh
+            return self.item_text.index_put((rows,), vecs)
+        return self.item_text
 
     def set_catalogue(self, item_text: torch.Tensor, profile_text: torch.Tensor,
                       item_seen: torch.Tensor) -> None:
         self.item_text, self.profile_text, self.item_seen = item_text, profile_text, item_seen
 
     def item_table(self) -> torch.Tensor:
-        t = self.adapter(self.item_text) + self.skip(self.item_text)
-        if self.text_only or len(self.item_seen) != self.id_emb.num_embeddings:
+        text = self._text()
+        t = self.adapter(text) + self.skip(text)
+        if self.text_only:
             return t
-        keep = self.item_seen
-        if self.training and self.id_dropout > 0:
-            keep = keep & (torch.rand(len(keep), device=keep.device) >= self.id_dropout)
-        e = self.id_emb.weight * keep[:, None]
+        if len(self.item_seen) != self.id_emb.num_embeddings:  # a catalogue read as text only
+            if self.impute is None:
+                return t
+            e = self.impute(t)
+        else:
+            keep = self.item_seen
+            if self.training and self.id_dropout > 0:
+                keep = keep & (torch.rand(len(keep), device=keep.device) >= self.id_dropout)
+            if self.impute is None:
+                e = self.id_emb.weight * keep[:, None]
+            else:
+                e = torch.where(keep[:, None], self.id_emb.weight, self.impute(t))
         g = torch.sigmoid(self.gate(torch.cat([t, e], dim=1)))
         return t + g * e
 

@@ -167,10 +167,13 @@ class SequentialRecommender(Recommender):
             self.module_ = module = self.build_module().to(device)
             opt = torch.optim.Adam(module.parameters(), lr=self.lr,
                                    weight_decay=self.weight_decay)
+            begin_step = getattr(module, "begin_step", None)
 
             def step(idx: torch.Tensor) -> torch.Tensor:
                 idx = idx.to(device)
                 sel = m[idx]
+                if begin_step is not None:  # e.g. re-encode this step's item texts with grads
+                    begin_step(torch.cat([x[idx][sel], y[idx][sel]]), gen)
                 h = module.encode(x[idx], sel, {k: v[idx] for k, v in ex.items()})[sel]
                 if kind == "ce":
                     exclude = _history_pairs(x[idx], sel) if self.mask_history else None
