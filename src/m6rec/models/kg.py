@@ -5,8 +5,8 @@ projection ``W`` of the (frozen) TransE / RotatE vector ``f_i`` of the entity th
 to (``m_i = 0`` for items without a link; see `m6rec.kg`). The same vectors are the input of a
 SASRec encoder (causal self-attention over the behaviour sequence) and the output table scored
 by dot product, trained with the shared loop and full-softmax cross-entropy, as ``sasrec``.
-The projection is created after the SASRec layers, so ``use_kg=false`` (the no-KG twin) starts
-from the very same initial weights for everything else. References: the CKE idea of adding a
+The projection is created after the SASRec layers and initialised to zero, so the model starts
+exactly where its no-KG twin (``use_kg=false``) starts, with the same seed. References: the CKE idea of adding a
 TransE/TransR entity vector to the item's CF vector (F. Zhang et al., "Collaborative Knowledge
 Base Embedding for Recommender Systems", KDD 2016) on the SASRec encoder (Kang & McAuley 2018).
 """
@@ -114,6 +114,8 @@ class KGModule(SASRecModule):
         f = torch.as_tensor(features, dtype=torch.float32) * torch.as_tensor(mask)[:, None]
         self.register_buffer("features", f, persistent=False)
         self.proj = nn.Linear(f.shape[1], hidden, bias=False) if use_kg else None
+        if self.proj is not None:  # start exactly at the twin; training learns how much KG helps
+            nn.init.zeros_(self.proj.weight)
 
     def item_table(self) -> torch.Tensor:
         table = self.item_emb.weight[: self.n_items]
