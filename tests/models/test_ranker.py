@@ -118,7 +118,8 @@ def test_cli_retriever_option(tmp_path):
     res = runner.invoke(app, ["train", "--data", "ml-100k", "--model", "ranker", "--retriever",
                               "pop", "--out", str(tmp_path / "r"), "--param", "epochs=1",
                               "--param", "per_user=1", "--param", "hidden=8",
-                              "--param", "device=cpu"])
+                              "--param", "max_len=5", "--param", "n_candidates=20",
+                              "--param", "device=cpu", "--protocol", "all"])
     assert res.exit_code == 0, res.output
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert cfg["params"]["retriever"] == "pop"

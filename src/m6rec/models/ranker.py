@@ -276,7 +276,10 @@ class Ranker(Recommender):
             with torch.inference_mode():
                 x = torch.as_tensor(self._pad(histories), device=device)
                 c = torch.as_tensor(np.maximum(candidates, 0), device=device)
-                out = module(x, c).float().cpu().numpy()
+                step = max(1, 4096 // max(1, c.shape[1]))  # bounds the [B, K, a, L] tensors
+                out = (torch.cat([module(x[i:i + step], c[i:i + step])
+                                  for i in range(0, len(x), step)]) if len(x)
+                       else torch.zeros(c.shape)).float().cpu().numpy()
         finally:
             module.train(was)
         return np.where(candidates >= 0, out, -np.inf).astype(np.float32)
