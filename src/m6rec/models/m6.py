@@ -193,7 +193,7 @@ class M6(SequentialRecommender):
             self._apply_init()
         self._from_init = bool(self.init)
         self.lora_state_ = {}
-        self.__dict__.pop("n_events_loaded_", None)
+        self._scoring_only = False
         super().fit(dataset, valid)
         module = self.module_
         if module.lm is not None:  # the tuned LM encodes the catalogue once more, then leaves
@@ -211,7 +211,7 @@ class M6(SequentialRecommender):
         module = self._new_module()
         if getattr(self, "_from_init", False):
             module = self._load_init(module)
-        if self.lm_lora_rank and not hasattr(self, "n_events_loaded_"):
+        if self.lm_lora_rank and not getattr(self, "_scoring_only", False):
             from m6rec.text.lora import LoRATextTower
 
             module.lm = LoRATextTower(self.encoder, self.item_strings_, rank=self.lm_lora_rank)
@@ -256,7 +256,7 @@ class M6(SequentialRecommender):
         self.profile_text_ = state["profile_text"]
         self.item_seen_ = state["item_seen"].astype(bool)
         self.n_events_ = int(state["n_events"].reshape(-1)[0])
-        self.n_events_loaded_ = True  # build the scoring network only (no LM to tune)
+        self._scoring_only = True  # a loaded model builds the scoring network only (no LM)
         self.lora_state_ = {k[len("lora."):]: v for k, v in state.items()
                             if k.startswith("lora.")}
         self._from_init = False  # a loaded model has its own weights

@@ -56,28 +56,15 @@ class MultiTask(Hybrid):
                  verbose: bool = False):
         self.weights = weights
         self.rating_hidden = rating_hidden
-        self.factors = factors
-        self.feature_dim = feature_dim
-        self.mlp_hidden = mlp_hidden
-        self.user_embedding = user_embedding
-        self.user_features = user_features
-        self.item_features = item_features
-        self.vectors_file = vectors_file
-        self.max_levels = max_levels
-        self.svd_init = svd_init
-        self.loss = loss
-        self.n_negatives = n_negatives
-        self.user_dropout = user_dropout
-        self.dropout = dropout
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.eval_every = eval_every
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        super().__init__(mode=self.mode, factors=factors, feature_dim=feature_dim,
+                         mlp_hidden=mlp_hidden, user_embedding=user_embedding,
+                         user_features=user_features, item_features=item_features,
+                         vectors_file=vectors_file, max_levels=max_levels, svd_init=svd_init,
+                         loss=loss, n_negatives=n_negatives, user_dropout=user_dropout,
+                         dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
+                         weight_decay=weight_decay, patience=patience, eval_every=eval_every,
+                         device=device, random_state=random_state, verbose=verbose)
+        del self.mode  # a class constant here (both tasks are trained), not a parameter
 
     def task_weights(self) -> tuple[float, float]:
         """The (click, rating) loss weights, checked."""

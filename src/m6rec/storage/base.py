@@ -6,10 +6,11 @@ every acknowledged event survives a crash of the process. Only this package touc
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,58 @@ class Store(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class SQLStore(Store):
+    """The read side shared by the SQL backends: the same queries, written once, with the
+    driver's parameter marker ``mark`` (``?`` for sqlite3, ``%s`` for psycopg)."""
+
+    mark: ClassVar[str] = "?"
+    _EVENT_COLS = "SELECT id, user_id, item_id, type, timestamp FROM events "
+
+    @abstractmethod
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        """Rows of one read-only query."""
+
+    def user_events(self, user_id: str, limit: int | None = None) -> list[Event]:
+        p = self.mark
+        if limit is None:
+            rows = self._read(f"{self._EVENT_COLS}WHERE user_id = {p} ORDER BY id", (user_id,))
+        else:
+            rows = self._read(f"{self._EVENT_COLS}WHERE user_id = {p} ORDER BY id DESC LIMIT {p}",
+                              (user_id, int(limit)))
+            rows.reverse()
+        return [Event(u, i, t, ts, id_) for id_, u, i, t, ts in rows]
+
+    def count_events(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM events")[0][0])
+
+    def iter_events(self, after_id: int = 0, batch: int = 10_000) -> Iterator[Event]:
+        p, last = self.mark, int(after_id)
+        while True:
+            rows = self._read(f"{self._EVENT_COLS}WHERE id > {p} ORDER BY id LIMIT {p}",
+                              (last, int(batch)))
+            for id_, u, i, t, ts in rows:
+                yield Event(u, i, t, ts, id_)
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
+    def get_item(self, item_id: str) -> Item | None:
+        rows = self._read(f"SELECT item_id, fields, updated FROM items WHERE item_id = {self.mark}",
+                          (item_id,))
+        return Item(rows[0][0], json.loads(rows[0][1]), rows[0][2]) if rows else None
+
+    def all_items(self) -> list[Item]:
+        rows = self._read("SELECT item_id, fields, updated FROM items ORDER BY updated, item_id")
+        return [Item(i, json.loads(f), u) for i, f, u in rows]
+
+    def get_user(self, user_id: str) -> dict[str, Any] | None:
+        rows = self._read(f"SELECT profile FROM users WHERE user_id = {self.mark}", (user_id,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
 
 
 def check_event(e: Event) -> None:

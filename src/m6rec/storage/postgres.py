@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from m6rec.storage.base import Event, Item, Store, check_event
+from m6rec.storage.base import Event, Item, SQLStore, check_event
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS events (
@@ -32,7 +32,9 @@ SCHEMA = [
 ]
 
 
-class PostgresStore(Store):
+class PostgresStore(SQLStore):
+    mark = "%s"
+
     def __init__(self, url: str, connect_timeout: int = 10):
         try:
             import psycopg
@@ -84,31 +86,6 @@ class PostgresStore(Store):
                 ids.append(int(cur.fetchone()[0]))
         return ids
 
-    def user_events(self, user_id: str, limit: int | None = None) -> list[Event]:
-        if limit is None:
-            rows = self._read("SELECT id, user_id, item_id, type, timestamp FROM events "
-                              "WHERE user_id = %s ORDER BY id", (user_id,))
-        else:
-            rows = self._read("SELECT id, user_id, item_id, type, timestamp FROM events "
-                              "WHERE user_id = %s ORDER BY id DESC LIMIT %s",
-                              (user_id, int(limit)))
-            rows.reverse()
-        return [Event(u, i, t, ts, id_) for id_, u, i, t, ts in rows]
-
-    def count_events(self) -> int:
-        return int(self._read("SELECT COUNT(*) FROM events")[0][0])
-
-    def iter_events(self, after_id: int = 0, batch: int = 10_000) -> Iterator[Event]:
-        last = int(after_id)
-        while True:
-            rows = self._read("SELECT id, user_id, item_id, type, timestamp FROM events "
-                              "WHERE id > %s ORDER BY id LIMIT %s", (last, int(batch)))
-            for id_, u, i, t, ts in rows:
-                yield Event(u, i, t, ts, id_)
-            if len(rows) < batch:
-                return
-            last = rows[-1][0]
-
     # -- items and users ---------------------------------------------------------------------
     def put_items(self, items: Sequence[Item]) -> None:
         now = time.time()
@@ -120,15 +97,6 @@ class PostgresStore(Store):
                             "updated = EXCLUDED.updated",
                             (it.item_id, json.dumps(it.fields), it.updated or now))
 
-    def get_item(self, item_id: str) -> Item | None:
-        rows = self._read("SELECT item_id, fields, updated FROM items WHERE item_id = %s",
-                          (item_id,))
-        return Item(rows[0][0], json.loads(rows[0][1]), rows[0][2]) if rows else None
-
-    def all_items(self) -> list[Item]:
-        rows = self._read("SELECT item_id, fields, updated FROM items ORDER BY updated, item_id")
-        return [Item(i, json.loads(f), u) for i, f, u in rows]
-
     def put_user(self, user_id: str, profile: dict[str, Any]) -> None:
         con = self._conn()
         with con.transaction():
@@ -136,14 +104,7 @@ class PostgresStore(Store):
                         "(user_id) DO UPDATE SET profile = EXCLUDED.profile",
                         (user_id, json.dumps(profile)))
 
-    def get_user(self, user_id: str) -> dict[str, Any] | None:
-        rows = self._read("SELECT profile FROM users WHERE user_id = %s", (user_id,))
-        return json.loads(rows[0][0]) if rows else None
-
     # -- lifecycle ---------------------------------------------------------------------------
-    def ping(self) -> None:
-        self._read("SELECT 1")
-
     def close(self) -> None:
         self._closed = True
         with self._lock:
