@@ -218,7 +218,7 @@ def test_history_pairs_are_causal():
     items = torch.tensor([[9, 9, 1, 2], [3, 4, 5, 6]])
     mask = torch.tensor([[False, False, True, True], [True, True, True, True]])
     rows, cols = _history_pairs(items, mask)
-    got = sorted(zip(rows.tolist(), cols.tolist()))
+    got = sorted(zip(rows.tolist(), cols.tolist(), strict=True))
     # real positions in row-major order: (0,2)->0, (0,3)->1, (1,0)->2 ... (1,3)->5
     assert got == sorted([(0, 1), (1, 1), (1, 2), (2, 3), (3, 3), (3, 4), (4, 3), (4, 4),
                           (4, 5), (5, 3), (5, 4), (5, 5), (5, 6)])
