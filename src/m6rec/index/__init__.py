@@ -1,4 +1,5 @@
-"""Item vector indexes: exact top-k (default, and the test oracle) and FAISS HNSW, one protocol.
+"""Item vector indexes: exact top-k (default, and the test oracle) and FAISS (HNSW, IVF, IVF-PQ),
+one protocol.
 
 `build_index` picks FAISS automatically when the catalogue reaches ``threshold`` rows.
 """
@@ -14,19 +15,26 @@ from m6rec.index.exact import ExactIndex
 FAISS_THRESHOLD = 50_000
 
 
+KINDS = ("auto", "exact", "faiss", "hnsw", "ivf", "ivfpq")
+
+
 def build_index(vectors: np.ndarray, kind: str = "auto",
-                threshold: int = FAISS_THRESHOLD) -> VectorIndex:
-    """``kind``: ``auto`` (exact below ``threshold`` rows, FAISS HNSW from there), ``exact`` or
-    ``faiss``."""
+                threshold: int = FAISS_THRESHOLD, **params) -> VectorIndex:
+    """``kind``: ``auto`` (exact below ``threshold`` rows, FAISS HNSW from there), ``exact``,
+    ``faiss`` / ``hnsw`` (FAISS HNSW), ``ivf`` (FAISS IVF-Flat) or ``ivfpq`` (FAISS IVF-PQ with
+    exact re-ranking); a ``faiss-`` prefix is accepted. ``params`` go to
+    `m6rec.index.faiss_index.FaissIndex` (e.g. ``ef_search``, ``nprobe``)."""
     if kind == "auto":
         kind = "faiss" if len(vectors) >= threshold else "exact"
     if kind == "exact":
         return ExactIndex(vectors)
-    if kind in ("faiss", "hnsw", "faiss-hnsw"):
+    method = kind.removeprefix("faiss-")
+    method = "hnsw" if method == "faiss" else method
+    if method in ("hnsw", "ivf", "ivfpq"):
         from m6rec.index.faiss_index import FaissIndex
 
-        return FaissIndex(vectors)
-    raise ValueError(f"index kind {kind!r}: choose auto, exact or faiss")
+        return FaissIndex(vectors, method=method, **params)
+    raise ValueError(f"index kind {kind!r}: choose from {', '.join(KINDS)}")
 
 
-__all__ = ["FAISS_THRESHOLD", "ExactIndex", "VectorIndex", "build_index"]
+__all__ = ["FAISS_THRESHOLD", "KINDS", "ExactIndex", "VectorIndex", "build_index"]

@@ -1,8 +1,15 @@
-"""Approximate top-k with FAISS HNSW (inner product), same protocol as `ExactIndex`.
+"""Approximate top-k with FAISS (inner product): HNSW, IVF-Flat or IVF-PQ, same protocol as
+`ExactIndex`.
 
-HNSW takes new rows without a rebuild. A changed row is added again under a new FAISS id and
-its old id is ignored from then on (HNSW cannot delete), so searches over-fetch by the number of
+All three take new rows without a rebuild (IVF's coarse quantiser, and PQ's codebooks, are
+trained once on the vectors given at construction). A changed row is added again under a new
+FAISS id and its old id is ignored from then on, so searches over-fetch by the number of
 excluded and stale rows and drop them.
+
+Memory: HNSW and IVF-Flat keep each vector once, inside FAISS (``vectors`` reads it back from
+there), plus the graph (HNSW: about ``2 * m`` int32 links per row) or one int64 id per row (IVF).
+IVF-PQ keeps ``pq_m`` bytes of code per row for the search and re-ranks its ``refine * k``
+best candidates exactly against a float32 copy of the vectors, which ``vectors`` also reads.
 """
 
 from __future__ import annotations
@@ -13,39 +20,105 @@ import numpy as np
 
 from m6rec.index.base import as_matrix
 
+METHODS = ("hnsw", "ivf", "ivfpq")
+
+
+class _Grow:
+    """An append-only array over an over-allocated buffer: amortised O(rows added) per append,
+    and readers holding an older view still see a valid prefix."""
+
+    def __init__(self, shape: tuple[int, ...], dtype):
+        self.buf = np.zeros((16, *shape), dtype)
+        self.n = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        n, m = self.n, len(rows)
+        if n + m > len(self.buf):
+            grown = np.zeros((max(2 * len(self.buf), n + m), *self.buf.shape[1:]), self.buf.dtype)
+            grown[:n] = self.buf[:n]
+            self.buf = grown
+        self.buf[n:n + m] = rows
+        self.n = n + m
+
+    @property
+    def view(self) -> np.ndarray:
+        return self.buf[: self.n]
+
 
 class FaissIndex:
-    """FAISS ``IndexHNSWFlat`` over inner product.
+    """A FAISS index over inner product.
 
     Parameters
     ----------
     vectors : float32 [n, d]
+    method : {"hnsw", "ivf", "ivfpq"}
+        ``IndexHNSWFlat``, ``IndexIVFFlat`` or ``IndexIVFPQ`` (with exact re-ranking).
     m : int
         HNSW graph degree.
     ef_search, ef_construction : int
         HNSW search / build breadth (recall vs speed).
+    nlist : int, optional
+        IVF lists; default ``4 * sqrt(n)`` (at least 1, at most n / 39 so each list trains on
+        39 points, FAISS's minimum).
+    nprobe : int
+        IVF lists visited per query.
+    pq_m : int, optional
+        IVF-PQ sub-quantisers (bytes per row; must divide d); default ``d / 2`` capped at 64.
+    refine : int
+        IVF-PQ re-ranks ``refine * k`` candidates with the exact vectors.
+    threads : int, optional
+        FAISS OpenMP threads for build and search (default: FAISS's own choice).
     """
 
-    kind = "faiss-hnsw"
-
-    def __init__(self, vectors: np.ndarray, m: int = 32, ef_search: int = 128,
-                 ef_construction: int = 80):
+    def __init__(self, vectors: np.ndarray, method: str = "hnsw", m: int = 32,
+                 ef_search: int = 128, ef_construction: int = 80, nlist: int | None = None,
+                 nprobe: int = 32, pq_m: int | None = None, refine: int = 10,
+                 threads: int | None = None):
         import faiss
 
+        if method not in METHODS:
+            raise ValueError(f"faiss method {method!r}: choose from {', '.join(METHODS)}")
         v = as_matrix(vectors)
+        n, d = v.shape
         self._faiss = faiss
-        self._index = faiss.IndexHNSWFlat(v.shape[1], m, faiss.METRIC_INNER_PRODUCT)
-        self._index.hnsw.efConstruction = ef_construction
-        self._index.hnsw.efSearch = ef_search
+        if threads is not None:
+            faiss.omp_set_num_threads(int(threads))
+        self.method = method
+        self.kind = f"faiss-{method}"
+        self.refine = int(refine)
+        ip = faiss.METRIC_INNER_PRODUCT
+        if method == "hnsw":
+            index = faiss.IndexHNSWFlat(d, m, ip)
+            index.hnsw.efConstruction = ef_construction
+            index.hnsw.efSearch = ef_search
+        else:
+            if n == 0:
+                raise ValueError(f"faiss method {method!r} needs vectors to train on, got none")
+            nlist = int(nlist or np.clip(int(4 * np.sqrt(n)), 1, max(1, n // 39)))
+            quantizer = faiss.IndexFlatIP(d)
+            if method == "ivf":
+                index = faiss.IndexIVFFlat(quantizer, d, nlist, ip)
+            else:
+                pq_m = int(pq_m or min(64, max(1, d // 2)))
+                if d % pq_m:
+                    raise ValueError(f"pq_m={pq_m} must divide the vector dimension {d}")
+                nbits = 8 if n >= 39 * 256 else max(1, int(np.log2(max(2, n // 39))))
+                index = faiss.IndexIVFPQ(quantizer, d, nlist, pq_m, nbits, ip)
+            index.train(v)
+            index.nprobe = min(int(nprobe), nlist)
+            if method == "ivf":
+                index.make_direct_map()  # `vectors` reads rows back by id
+            self._quantizer = quantizer  # keep the Python owner alive with the index
+        self._index = index
         self._lock = threading.Lock()
-        self._rows = np.zeros(0, dtype=np.int64)  # faiss id -> row
-        self._live = np.zeros(0, dtype=np.int64)  # row -> current faiss id
-        self._vecs = np.zeros((0, v.shape[1]), np.float32)
+        self._rows = _Grow((), np.int64)  # faiss id -> row
+        self._live = _Grow((), np.int64)  # row -> current faiss id
+        self._vecs = _Grow((d,), np.float32) if method == "ivfpq" else None
         self._n_stale = 0
         self.add(v)
 
     def __len__(self) -> int:
-        return len(self._live)
+        return self._live.n
 
     @property
     def dim(self) -> int:
@@ -54,46 +127,59 @@ class FaissIndex:
     def add(self, vectors: np.ndarray) -> np.ndarray:
         v = as_matrix(vectors, self.dim)
         with self._lock:
-            n, base = len(self._live), int(self._index.ntotal)
+            n, base = len(self._live.view), int(self._index.ntotal)
             self._index.add(v)
+            if self._vecs is not None:
+                self._vecs.append(v)
             rows = np.arange(n, n + len(v), dtype=np.int64)
-            self._rows = np.concatenate([self._rows, rows])
-            self._live = np.concatenate([self._live, np.arange(base, base + len(v))])
-            self._vecs = np.concatenate([self._vecs, v])
+            self._rows.append(rows)
+            self._live.append(np.arange(base, base + len(v), dtype=np.int64))
         return rows
 
     def update(self, idx: int, vector: np.ndarray) -> None:
         v = as_matrix(vector, self.dim)
-        if not 0 <= idx < len(self._live):
-            raise IndexError(f"row {idx} not in index of {len(self._live)} rows")
+        if not 0 <= idx < len(self):
+            raise IndexError(f"row {idx} not in index of {len(self)} rows")
         with self._lock:
             fid = int(self._index.ntotal)
             self._index.add(v)
-            self._rows = np.concatenate([self._rows, [idx]])
-            live = self._live.copy()
-            live[idx] = fid
-            self._live = live
-            vecs = self._vecs.copy()
-            vecs[idx] = v[0]
-            self._vecs = vecs
+            self._rows.append(np.array([idx], dtype=np.int64))
+            if self._vecs is not None:
+                self._vecs.buf[idx] = v[0]
+            self._live.buf[idx] = fid
             self._n_stale += 1
 
     def vectors(self, idx: np.ndarray) -> np.ndarray:
-        return self._vecs[np.asarray(idx, dtype=np.int64)]
+        idx = np.asarray(idx, dtype=np.int64)
+        if self._vecs is not None:
+            return self._vecs.view[idx]
+        fids = self._live.view[idx]
+        if len(fids) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return self._index.reconstruct_batch(fids)
 
     def search(self, queries: np.ndarray, k: int,
                exclude: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         q = as_matrix(queries, self.dim, "queries")
         n_q = len(q)
-        rows_map, live = self._rows, self._live
+        rows_map, live = self._rows.view, self._live.view
         total = len(rows_map)
         n_ex = max((len(e) for e in exclude), default=0) if exclude else 0
-        fetch = min(total, k + n_ex + self._n_stale)
+        want = k + n_ex + self._n_stale
+        fetch = min(total, want * self.refine if self._vecs is not None else want)
         out_ids = np.full((n_q, k), -1, dtype=np.int64)
         out_s = np.full((n_q, k), -np.inf, dtype=np.float32)
         if fetch == 0:
             return out_ids, out_s
         scores, fids = self._index.search(q, fetch)
+        if self._vecs is not None:  # exact re-ranking of the PQ candidates
+            vecs = self._vecs.view
+            ok = (fids >= 0) & (fids < total)
+            cand = rows_map[np.where(ok, fids, 0)]
+            scores = np.where(ok, np.einsum("qd,qcd->qc", q, vecs[cand]), -np.inf)
+            order = np.argsort(-scores, axis=1, kind="stable")
+            scores = np.take_along_axis(scores, order, 1).astype(np.float32)
+            fids = np.where(np.take_along_axis(ok, order, 1), np.take_along_axis(fids, order, 1), -1)
         for r in range(n_q):
             ex = set(np.asarray(exclude[r]).tolist()) if exclude else set()
             got = 0
