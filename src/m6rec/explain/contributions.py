@@ -46,31 +46,9 @@ def history_contributions(model: Any, history: np.ndarray, items: np.ndarray,
 
 def explain_items(model: Any, dataset: Dataset, history: np.ndarray, items: np.ndarray,
                   top: int = 2) -> list[dict[str, Any]]:
-    """One explanation per recommended item: the history items that raised its score most
-    (with their share of the positive contributions), shared categories, and a sentence."""
-    if len(history) == 0:
-        return [{"because": "popular with other users", "history": []} for _ in items]
-    hist, contrib = history_contributions(model, history, items)
-    titles = dataset.titles()
-    cats = dataset.item_categories()
-    out = []
-    for col, item in enumerate(items):
-        c = contrib[:, col]
-        pos = np.clip(c, 0, None)
-        total = float(pos.sum())
-        order = np.argsort(-c, kind="stable")[:top]
-        cited = [int(hist[j]) for j in order if c[j] > 0]
-        shares = [float(c[j] / total) if total > 0 else 0.0 for j in order if c[j] > 0]
-        shared = sorted(set(cats[int(item)]) & {g for j in cited for g in cats[j]})
-        if cited:
-            names = " and ".join(f'"{titles[j]}"' for j in cited)
-            sentence = f"because you liked {names}"
-            if shared:
-                sentence += f"; shares {', '.join(shared[:3])}"
-        else:
-            sentence = "popular with other users"
-        out.append({"because": sentence,
-                    "history": [{"item_id": str(dataset.item_ids[j]), "title": str(titles[j]),
-                                 "share": round(s, 4)} for j, s in zip(cited, shares, strict=True)],
-                    "shared_categories": shared})
-    return out
+    """One explanation dict per recommended item (see `m6rec.explain.Explanation.to_dict`):
+    the history items that raised its score most with their share, shared categories, KG
+    relations and a sentence (``because``)."""
+    from m6rec.explain.explanation import Explainer
+
+    return [e.to_dict() for e in Explainer(model, dataset, top=top).explain(history, items)]
