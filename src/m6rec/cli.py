@@ -191,20 +191,38 @@ def evaluate(
 @cli_errors
 def recommend(
     model_dir: Annotated[Path, typer.Option(help="A directory written by `m6rec train`.")],
-    data: Annotated[str, typer.Option(help="Dataset spec (for histories and titles).")],
-    user: Annotated[str, typer.Option(help="Raw user id.")],
+    data: Annotated[str | None, typer.Option(help="Dataset spec (for histories and titles); "
+                                             "default: the one the model was trained on.")] = None,
+    user: Annotated[str | None, typer.Option(help="Raw user id (leave out with --query: "
+                                             "the request alone ranks).")] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="How many items.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    explain: Annotated[bool, typer.Option(help="Say which history items led to each item.")] = False,
+    explain: Annotated[bool, typer.Option(help="Say which history items, categories and KG "
+                                          "relations led to each item.")] = False,
+    query: Annotated[list[str] | None, typer.Option(help="Free-text request (text models); "
+                                                    "repeat for a conversation, latest last.")] = None,
+    query_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the request against "
+                                                "the user's history.")] = 1.0,
+    query_decay: Annotated[float, typer.Option(min=0.01, max=1.0, help="Weight of each earlier "
+                                               "turn relative to the next one.")] = 0.5,
     tie_break: Annotated[str | None, typer.Option(help="hash | hash:SALT | file")] = None,
 ):
-    """Top-k for one user (their whole history in SPEC is the input; seen items excluded)."""
+    """Top-k for one user (their whole history in SPEC is the input; seen items excluded),
+    optionally steered by free-text requests."""
     from m6rec.models.io import load_model_dir
     from m6rec.recommend import recommend_for_user
 
+    if data is None:
+        meta_file = Path(model_dir) / "meta.json"
+        data = json.loads(meta_file.read_text()).get("data_spec") if meta_file.is_file() else None
+        if not data:
+            raise ValueError(f"{model_dir}: meta.json names no dataset; pass --data SPEC")
+    if user is None and not query:
+        raise ValueError("give --user, --query, or both")
     ds = _load_one(data, tie_break)
     mdl, _ = load_model_dir(model_dir, ds)
-    result = recommend_for_user(mdl, ds, user, k=k, explain=explain)
+    result = recommend_for_user(mdl, ds, user, k=k, explain=explain, query=query,
+                                query_weight=query_weight, query_decay=query_decay)
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -215,8 +233,9 @@ def print_recommendations(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("#", "item_id", "title", "score", title=f"top-{len(result['items'])} for user "
-                  f"{result['user_id']}", show_lines=False)
+    who = ("your request" if result.get("user_id") is None else f"user {result['user_id']}")
+    table = Table("#", "item_id", "title", "score", title=f"top-{len(result['items'])} for {who}",
+                  show_lines=False)
     explain = any("because" in it for it in result["items"])
     if explain:
         table.add_column("why")

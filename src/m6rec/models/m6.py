@@ -276,6 +276,48 @@ class M6(SequentialRecommender):
         module.train(was)
         return out
 
+    def user_vectors(self, histories) -> np.ndarray:
+        """The user vectors that scores are dot products with, float32 [n, hidden]
+        (``scores = user_vectors(h) @ item_vectors().T``)."""
+        self._check_fitted()
+        inputs, mask, extras = self._inputs(histories)
+        module = self.module_
+        device = next(module.parameters()).device
+        was = module.training
+        module.eval()
+        try:
+            with torch.inference_mode():
+                h = module.encode(torch.as_tensor(inputs, device=device),
+                                  torch.as_tensor(mask, device=device),
+                                  {k: torch.as_tensor(v, device=device) for k, v in extras.items()})
+                out = h[:, -1].float().cpu().numpy()
+        finally:
+            module.train(was)
+        return out
+
+    def encode_texts(self, texts: list[str], space: str = "item") -> np.ndarray:
+        """Free texts (e.g. requests) read by the model's language model: ``space="lm"`` gives
+        the LM's own L2-normalised encodings [n, D] (the space of ``item_text_``); ``"item"``
+        maps them through the item text adapter into the item space [n, hidden] (no ID part)."""
+        from m6rec.text import get_encoder
+
+        self._check_fitted()
+        if space not in ("item", "lm"):
+            raise ValueError(f"space must be 'item' or 'lm', got {space!r}")
+        t = np.asarray(get_encoder(self.encoder).encode(list(texts)), dtype=np.float32)
+        if space == "lm":
+            return t
+        module = self.module_
+        device = next(module.parameters()).device
+        was = module.training
+        module.eval()
+        try:
+            with torch.inference_mode():
+                x = torch.as_tensor(t, device=device)
+                return (module.adapter(x) + module.skip(x)).float().cpu().numpy()
+        finally:
+            module.train(was)
+
     def trainable_fraction(self) -> float:
         """Parameters trained by the last ``fit`` / all parameters, the frozen LM included
         (22.7M for all-MiniLM-L6-v2)."""
