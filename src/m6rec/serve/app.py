@@ -49,6 +49,35 @@ class Metrics:
         self.reloads = Counter("m6rec_model_reloads", "Hot reloads", registry=self.registry)
 
 
+class Measure:
+    """Count requests and time them per route template (a plain ASGI middleware: Starlette's
+    ``BaseHTTPMiddleware`` costs a task and a stream per request on the hot path)."""
+
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            method = scope.get("method", "")
+            self.metrics.requests.labels(method, path, str(status)).inc()
+            self.metrics.latency.labels(method, path).observe(time.perf_counter() - t0)
+
+
 class BodyLimit:
     """Refuse request bodies over ``limit`` bytes with 413 (declared or streamed)."""
 
@@ -113,7 +142,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             log.info("m6rec serve: %s", app.state.engine.info())
             yield
         finally:
-            app.state.engine = None
+            engine, app.state.engine = getattr(app.state, "engine", None), None
+            if engine is not None:
+                engine.close()
             store.close()
 
     app = FastAPI(title="m6rec", version=_version(), lifespan=lifespan,
@@ -141,21 +172,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     async def unsupported(request: Request, exc: Unsupported):
         return error(422, str(exc))
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        t0 = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            m = request.app.state.metrics
-            m.requests.labels(request.method, path, str(status)).inc()
-            m.latency.labels(request.method, path).observe(time.perf_counter() - t0)
-
+    app.add_middleware(Measure, metrics=app.state.metrics)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 

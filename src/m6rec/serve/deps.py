@@ -15,11 +15,11 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                               description="Required by every write endpoint.")
 
 
-def get_settings(request: Request) -> ServeSettings:
+async def get_settings(request: Request) -> ServeSettings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     """The engine of this request: taken once, so a hot reload never changes it mid-request."""
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
@@ -27,7 +27,7 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-def require_api_key(key: Annotated[str | None, Security(api_key_header)],
+async def require_api_key(key: Annotated[str | None, Security(api_key_header)],
                     settings: Annotated[ServeSettings, Depends(get_settings)]) -> None:
     if not settings.api_key:
         raise HTTPException(403, "writes are disabled: start the server with --api-key")

@@ -15,7 +15,8 @@ import hashlib
 import hmac
 import threading
 import time
-from dataclasses import replace
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,17 @@ from m6rec.data.histories import Histories
 from m6rec.index import build_index
 from m6rec.models.base import topk
 from m6rec.storage import Event, Item, Store
+
+
+@dataclass(frozen=True)
+class RecRequest:
+    """One recommendation request (see `Engine.recommend`)."""
+
+    user_id: str
+    k: int = 10
+    exclude: tuple[str, ...] = ()
+    query: str | None = None
+    explain: bool = False
 
 
 class NotFound(LookupError):
@@ -74,6 +86,9 @@ class Engine:
         self.model_name = self.meta.get("model", self.model.name)
         ds = self.dataset
         self._lock = threading.Lock()
+        self._batch_lock = threading.Lock()
+        self._batcher = None
+        self._closed = False
         self.n_base = ds.n_items
         self.item_ids: list[str] = [str(i) for i in ds.item_ids]
         self.item_pos: dict[str, int] = {i: k for k, i in enumerate(self.item_ids)}
@@ -286,9 +301,17 @@ class Engine:
 
     def _histories(self, u: int, items: np.ndarray, ts: np.ndarray, ev: np.ndarray
                    ) -> Histories:
-        return Histories(np.array([0, len(items)], np.int64), items.astype(np.int64),
-                         np.array([u], np.int64), ts.astype(np.float64), None,
-                         ev.astype(np.int64))
+        return self._stack([(u, items, ts, ev)])
+
+    @staticmethod
+    def _stack(rows: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]) -> Histories:
+        """Several users' (index, items, timestamps, event codes) as one `Histories`."""
+        indptr = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum([len(r[1]) for r in rows], out=indptr[1:])
+        return Histories(indptr, np.concatenate([r[1] for r in rows]).astype(np.int64),
+                         np.array([r[0] for r in rows], np.int64),
+                         np.concatenate([r[2] for r in rows]).astype(np.float64), None,
+                         np.concatenate([r[3] for r in rows]).astype(np.int64))
 
     def profile_text(self, user_id: str, u: int) -> str:
         from m6rec.text import user_profile_text
@@ -303,49 +326,114 @@ class Engine:
     def recommend(self, user_id: str, k: int = 10, exclude: list[str] | None = None,
                   query: str | None = None, explain: bool = False) -> dict[str, Any]:
         """``{"user_id", "strategy", "items": [{"item_id", "score", "title"[, "because"]}]}``."""
-        if query and not self.text_mode:
-            raise Unsupported(f"query needs a text model; the loaded model is {self.model_name!r}")
-        u, items, ts, ev = self.history(user_id)
-        ex = np.unique(np.concatenate([items, np.array(
-            [self.item_pos[i] for i in exclude or [] if i in self.item_pos], np.int64)]))
+        out = self.recommend_many([RecRequest(user_id, k, tuple(exclude or ()), query,
+                                              explain)])[0]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def submit(self, request: RecRequest) -> Future:
+        """Queue one request for the micro-batcher; the future holds its result (or error).
+
+        Concurrent requests are answered together: one history read each, then one encoder
+        pass and one index search for all of them, which is what lets 2 cores keep up.
+        """
+        from m6rec.serve.batching import BatcherClosed, MicroBatcher
+
+        with self._batch_lock:
+            if self._closed:
+                raise BatcherClosed(f"engine for {self.model_dir} is closed")
+            if self._batcher is None:
+                self._batcher = MicroBatcher(self.recommend_many, name="m6rec-recommend")
+        return self._batcher.submit(request)
+
+    def close(self) -> None:
+        """Stop the micro-batcher once the requests already queued are answered."""
+        with self._batch_lock:
+            self._closed = True
+            batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.close()
+
+    def recommend_many(self, requests: list[RecRequest]) -> list[dict[str, Any] | Exception]:
+        """Answer several requests at once; each slot holds its result or its (client) error.
+
+        Uses every event committed before the call; seen and excluded items are left out.
+        Users with history: vector models encode all of them in one pass and search the index
+        once; other models score them in one call. Users without history get their query,
+        their profile text, or popular items.
+        """
+        out: list[Any] = [None] * len(requests)
+        rows: list[tuple[int, RecRequest, int, np.ndarray, np.ndarray, np.ndarray,
+                         np.ndarray]] = []
+        for j, r in enumerate(requests):
+            try:
+                if r.query and not self.text_mode:
+                    raise Unsupported(f"query needs a text model; the loaded model is "
+                                      f"{self.model_name!r}")
+                u, items, ts, ev = self.history(r.user_id)
+                ex = np.unique(np.concatenate([items, np.array(
+                    [self.item_pos[i] for i in r.exclude if i in self.item_pos], np.int64)]))
+                rows.append((j, r, u, items, ts, ev, ex))
+            except (NotFound, Unsupported, ValueError) as e:
+                out[j] = e
+        queries = sorted({r.query for _, r, *_ in rows if r.query})
+        qvec = dict(zip(queries, self._text_to_item_space(queries), strict=True)) if queries \
+            else {}
         n = len(self.item_ids)
-        qvec = self._text_to_item_space([query])[0] if query else None
-        profile = "" if len(items) or query else self.profile_text(user_id, u)
-        if len(items) and self.vector_mode:
-            strategy = "history+query" if qvec is not None else "history"
-            uvec = self._user_vectors(self._histories(u, items, ts, ev))[0]
-            if qvec is not None:
-                uvec = uvec + self.query_weight * qvec * (np.linalg.norm(uvec)
-                                                          / max(np.linalg.norm(qvec), 1e-12))
-            ids, scores = self.index.search(uvec[None], k, exclude=[ex])
-        elif len(items):
-            strategy = "history"
-            base = items[items < self.n_base]
-            s = self.model.score(self._histories(u, base, ts[items < self.n_base],
-                                                 ev[items < self.n_base]))
-            s = np.nan_to_num(s[0], nan=np.finfo(np.float32).min, posinf=np.finfo(np.float32).max)
-            s[ex[ex < len(s)]] = -np.inf
-            ids, scores = topk(s[None], k)
-        elif qvec is not None or (profile and self.text_mode):
-            strategy = "query" if qvec is not None else "profile"
-            vec = qvec if qvec is not None else self._text_to_item_space([profile])[0]
-            # text matching: cosine, so items with an ID part (larger norms) do not crowd out
-            # items known by their text alone (new ones)
-            ids, scores = self.sim_index.search(_unit(vec)[None], k, exclude=[ex])
-        else:
-            strategy = "popular"
-            s = self.popularity[:n].astype(np.float32).copy()
-            s[ex] = -np.inf
-            ids, scores = topk(s[None], k)
-        keep = ids[0] >= 0
-        ids, scores = ids[0][keep], scores[0][keep]
-        out = [{"item_id": self.item_ids[i], "score": float(s), "title": self.titles[i]}
-               for i, s in zip(ids, scores, strict=True)]
-        if explain:
-            for it, why in zip(out, self._explain(strategy, u, items, ids, query, profile),
-                               strict=True):
-                it.update(why)
-        return {"user_id": user_id, "strategy": strategy, "items": out}
+        found: dict[int, tuple[str, np.ndarray, np.ndarray, str]] = {}
+        hist = [row for row in rows if len(row[3])]
+        if hist and self.vector_mode:
+            users = self._user_vectors(self._stack([(u, it, ts, ev)
+                                                    for _, _, u, it, ts, ev, _ in hist]))
+            for x, (_, r, *_rest) in enumerate(hist):
+                if r.query:
+                    q = qvec[r.query]
+                    users[x] = users[x] + self.query_weight * q * (
+                        np.linalg.norm(users[x]) / max(np.linalg.norm(q), 1e-12))
+            ids, scores = self.index.search(users, max(r.k for _, r, *_ in hist),
+                                            exclude=[row[6] for row in hist])
+            for x, (j, r, *_rest) in enumerate(hist):
+                found[j] = ("history+query" if r.query else "history", ids[x, :r.k],
+                            scores[x, :r.k], "")
+        elif hist:
+            base = [(u, it[it < self.n_base], ts[it < self.n_base], ev[it < self.n_base])
+                    for _, _, u, it, ts, ev, _ in hist]
+            s = self.model.score(self._stack(base))
+            s = np.nan_to_num(s, nan=np.finfo(np.float32).min, posinf=np.finfo(np.float32).max)
+            for x, (_, _, _, _, _, _, ex) in enumerate(hist):
+                s[x, ex[ex < s.shape[1]]] = -np.inf
+            ids, scores = topk(s, max(r.k for _, r, *_ in hist))
+            for x, (j, r, *_rest) in enumerate(hist):
+                found[j] = ("history", ids[x, :r.k], scores[x, :r.k], "")
+        for j, r, u, _, _, _, ex in rows:
+            if j in found:
+                continue
+            profile = "" if r.query else self.profile_text(r.user_id, u)
+            if r.query or (profile and self.text_mode):
+                strategy = "query" if r.query else "profile"
+                vec = qvec[r.query] if r.query else self._text_to_item_space([profile])[0]
+                # text matching: cosine, so items with an ID part (larger norms) do not crowd
+                # out items known by their text alone (new ones)
+                ids, scores = self.sim_index.search(_unit(vec)[None], r.k, exclude=[ex])
+            else:
+                strategy = "popular"
+                s = self.popularity[:n].astype(np.float32).copy()
+                s[ex] = -np.inf
+                ids, scores = topk(s[None], r.k)
+            found[j] = (strategy, ids[0], scores[0], profile)
+        for j, r, u, items, _, _, _ in rows:
+            strategy, ids, scores, profile = found[j]
+            keep = ids >= 0
+            ids, scores = ids[keep], scores[keep]
+            items_out = [{"item_id": self.item_ids[i], "score": float(s), "title": self.titles[i]}
+                         for i, s in zip(ids, scores, strict=True)]
+            if r.explain:
+                for it, why in zip(items_out, self._explain(strategy, u, items, ids, r.query,
+                                                            profile), strict=True):
+                    it.update(why)
+            out[j] = {"user_id": r.user_id, "strategy": strategy, "items": items_out}
+        return out
 
     # -- explanations ------------------------------------------------------------------------
     def _scorer(self):

@@ -53,6 +53,7 @@ def reload(request: Request, body: ReloadIn | None = None) -> dict:
         except (FileNotFoundError, NotADirectoryError, ValueError, KeyError) as e:
             raise HTTPException(422, f"cannot load {target}: {e}") from None
         app.state.engine = new
+        old.close()  # answers what it has queued; later requests on it are answered directly
         app.state.metrics.reloads.inc()
         return {"status": "reloaded", **new.info()}
     finally:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from m6rec.serve.batching import BatcherClosed
 from m6rec.serve.deps import EngineDep, SettingsDep, check_k, require_api_key
+from m6rec.serve.engine import RecRequest
 from m6rec.serve.schemas import History, ProfileIn, Recommendations, SimilarUsers
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -14,7 +19,7 @@ UserId = Path(min_length=1, max_length=256)
 
 @router.get("/{user_id}/recommendations", response_model=Recommendations,
             response_model_exclude_none=True, responses={422: {}})
-def recommendations(
+async def recommendations(
     engine: EngineDep, settings: SettingsDep,
     user_id: str = UserId,
     k: int = Query(10, ge=1, description="List length."),
@@ -27,9 +32,18 @@ def recommendations(
     """Top-k from every event committed before this request; seen and excluded items left out.
     Users without events get results from ``query``, their profile text, or popularity."""
     check_k(k, settings)
-    ex = [x.strip() for x in exclude.split(",") if x.strip()] if exclude else []
+    ex = tuple(x.strip() for x in exclude.split(",") if x.strip()) if exclude else ()
+    request = RecRequest(user_id, k, ex, query, explain)
+    try:  # answered together with the requests that arrive meanwhile (serve/batching.py)
+        future = engine.submit(request)
+    except BatcherClosed:  # this engine was swapped out by a reload just now: answer directly
+        future = None
+    if future is None:
+        result = await run_in_threadpool(engine.recommend, user_id, k, list(ex), query, explain)
+    else:
+        result = await asyncio.wrap_future(future)
     # the engine builds exactly the documented shape: skip re-validating it (the hot path)
-    return JSONResponse(engine.recommend(user_id, k=k, exclude=ex, query=query, explain=explain))
+    return JSONResponse(result)
 
 
 @router.get("/{user_id}/similar", response_model=SimilarUsers, responses={404: {}, 422: {}})
