@@ -1,0 +1,239 @@
+"""Fold-in: new events enter a fitted model without retraining it.
+
+Every fold-in returns a *new* model object (the old one keeps serving, untouched) and keeps the
+incremental statistics it needs between calls, started from the data the model was fitted on:
+
+- ``ease``: the Gram matrix ``X^T X`` is updated by the touched users' rows (old rows out, new
+  rows in) and the closed form ``B`` is solved again (one ``n_items^3`` inverse, no pass over
+  the data);
+- ``itemknn``: the item co-occurrence counts and item counts are updated the same way and the
+  cosine top-k neighbours recomputed from them;
+- ``userknn`` / ``pop``: their "weights" are the interaction matrix / counts, replaced by the
+  current ones;
+- ``als``: users are always folded in from their current history at query time; the factors of
+  the items touched by new events are re-solved from the folded-in user factors (one ALS
+  half-step restricted to those items, as implicit's ``partial_fit_items``);
+- ``puresvd``: item vectors of touched items are projected again,
+  ``v_j = S^-2 V^T (X^T X)[:, j]`` (exact for the fitted data, since ``X^T X V = V S^2``);
+- ``bpr``: a few epochs of BPR SGD over the touched users' histories (their user vectors and
+  the items they touch), all other factors fixed.
+
+Sequential models (``sasrec``, ``gru4rec``, ``m6``) read the current history at query time;
+their weights learn from new events with `m6rec.online.finetune`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from m6rec.data.dataset import Dataset
+from m6rec.models.base import Recommender
+
+FOLDIN_MODELS = ("ease", "itemknn", "userknn", "pop", "als", "puresvd", "bpr")
+
+
+def clone(model: Recommender) -> Recommender:
+    """A new model object with the same parameters and a copy of the learned state."""
+    model._check_fitted()
+    new = type(model)(**model.get_params())
+    new.n_items_, new.n_users_ = model.n_items_, model.n_users_
+    new._set_state({k: np.array(v, copy=True) for k, v in model._state().items()})
+    return new
+
+
+class FoldIn:
+    """Incremental statistics of one fitted model (created from the data it was fitted on).
+
+    ``apply(model, before, after, users)`` folds the events that turned ``before`` into
+    ``after`` (both `Dataset` over the same catalogue; ``users`` = the user indices whose
+    histories changed) into a copy of ``model`` and returns it."""
+
+    def __init__(self, model: Recommender, dataset: Dataset):
+        self.params = model.get_params()
+
+    def apply(self, model: Recommender, before: Dataset, after: Dataset,
+              users: np.ndarray) -> Recommender:
+        raise NotImplementedError
+
+
+def make_foldin(model: Recommender, dataset: Dataset) -> FoldIn:
+    """The fold-in of ``model`` (ValueError for models that have none)."""
+    kinds: dict[str, type[FoldIn]] = {
+        "ease": EaseFoldIn, "itemknn": ItemKNNFoldIn, "userknn": RefitFoldIn, "pop": RefitFoldIn,
+        "als": ALSFoldIn, "puresvd": PureSVDFoldIn, "bpr": BPRFoldIn}
+    if model.name not in kinds:
+        raise ValueError(f"model {model.name!r} has no fold-in (models with one: "
+                         f"{', '.join(FOLDIN_MODELS)}); sequential models learn new events "
+                         "with the finetune policy")
+    return kinds[model.name](model, dataset)
+
+
+def _delta_gram(before: Dataset, after: Dataset, users: np.ndarray) -> sp.csr_matrix:
+    """``X_after^T X_after - X_before^T X_before`` (binary X), only the touched users' rows
+    differ. Users new in ``after`` have no row in ``before``."""
+    xa = _rows(after, users)
+    xb = _rows(before, users)
+    return (xa.T @ xa - xb.T @ xb).tocsr()
+
+
+def _rows(ds: Dataset, users: np.ndarray) -> sp.csr_matrix:
+    """Binary rows of the given users (empty for users ``ds`` does not know)."""
+    inter = ds.inter
+    sel = inter[inter["user_idx"].isin(users)]
+    pos = np.searchsorted(users, sel["user_idx"].to_numpy())
+    m = sp.csr_matrix((np.ones(len(sel), np.float64), (pos, sel["item_idx"].to_numpy())),
+                      shape=(len(users), ds.n_items))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+class RefitFoldIn(FoldIn):
+    """Models whose learned state is the interaction data itself (pop counts, userknn's
+    matrix): refit on the current data, which costs one pass over it and no optimisation."""
+
+    def apply(self, model, before, after, users):
+        return type(model)(**model.get_params()).fit(after)
+
+
+class EaseFoldIn(FoldIn):
+    def __init__(self, model: Recommender, dataset: Dataset):
+        super().__init__(model, dataset)
+        x = dataset.csr().astype(np.float64)
+        self.gram = np.asarray((x.T @ x).todense(), dtype=np.float64)
+
+    def apply(self, model, before, after, users):
+        self.gram += _delta_gram(before, after, users).toarray()
+        g = self.gram.copy()
+        g[np.diag_indices_from(g)] += float(model.reg)
+        p = np.linalg.inv(g)
+        b = p / (-np.diag(p))[None, :]
+        np.fill_diagonal(b, 0.0)
+        new = type(model)(**model.get_params())
+        new.weights_ = b.astype(np.float32)
+        new.n_items_, new.n_users_ = model.n_items_, after.n_users
+        return new
+
+
+class ItemKNNFoldIn(FoldIn):
+    def __init__(self, model: Recommender, dataset: Dataset):
+        super().__init__(model, dataset)
+        x = dataset.csr().astype(np.float64)
+        self.co = (x.T @ x).tocsr()  # co-occurrence counts; the diagonal = item counts
+
+    def apply(self, model, before, after, users):
+        from m6rec.models.knn import topk_per_row
+
+        self.co = (self.co + _delta_gram(before, after, users)).tocsr()
+        self.co.eliminate_zeros()
+        counts = self.co.diagonal()
+        norms = np.sqrt(counts)
+        co = self.co.tocoo()
+        keep = co.row != co.col
+        r, c = co.row[keep], co.col[keep]
+        v = co.data[keep] / (norms[r] * norms[c] + float(model.shrink))
+        st = sp.csr_matrix((v.astype(np.float32), (r, c)), shape=self.co.shape)
+        st = topk_per_row(st, int(model.k))  # row j: j's neighbours (the matrix is symmetric)
+        new = type(model)(**model.get_params())
+        new.similarity_ = st.T.tocsr().astype(np.float32)
+        new.n_items_, new.n_users_ = model.n_items_, after.n_users
+        return new
+
+
+class ALSFoldIn(FoldIn):
+    def apply(self, model, before, after, users):
+        items = _touched_items(after, users)
+        new = clone(model)
+        new.n_users_ = after.n_users
+        if len(items) == 0:
+            return new
+        active = np.flatnonzero(np.bincount(after.inter["user_idx"].to_numpy(),
+                                            minlength=after.n_users))
+        h = after.histories(active)
+        u = model.user_factors(h)  # [n_active, f] folded in against the current item factors
+        reg = float(model.regularization) * np.eye(u.shape[1])
+        utu = u.T @ u
+        x = h.csr(model.n_items_).tocsc()
+        y = new.item_factors_.astype(np.float64)
+        alpha = float(model.alpha)
+        for j in items:
+            rows = x.indices[x.indptr[j]:x.indptr[j + 1]]
+            if len(rows) == 0:
+                continue
+            uj = u[rows]
+            y[j] = np.linalg.solve(utu + alpha * (uj.T @ uj) + reg, (1.0 + alpha) * uj.sum(0))
+        new.item_factors_ = y.astype(np.float32)
+        new._prepare()
+        return new
+
+
+class PureSVDFoldIn(FoldIn):
+    def __init__(self, model: Recommender, dataset: Dataset):
+        super().__init__(model, dataset)
+        x = dataset.csr().astype(np.float64)
+        self.gram = (x.T @ x).tocsr()
+        v = model.item_factors_.astype(np.float64)
+        # singular values squared of the fitted data: V^T G V = S^2 for the SVD's V
+        self.s2 = np.maximum(np.einsum("if,if->f", v, np.asarray(self.gram @ v)), 1e-12)
+
+    def apply(self, model, before, after, users):
+        self.gram = (self.gram + _delta_gram(before, after, users)).tocsr()
+        items = _touched_items(after, users)
+        new = clone(model)
+        new.n_users_ = after.n_users
+        if len(items):
+            v = model.item_factors_.astype(np.float64)
+            cols = np.asarray(self.gram[:, items].todense())  # [n_items, t]
+            new.item_factors_[items] = ((cols.T @ v) / self.s2[None, :]).astype(np.float32)
+        return new
+
+
+class BPRFoldIn(FoldIn):
+    """BPR SGD restricted to the touched users: each epoch samples one (item, negative) per
+    history interaction of those users; updates their user vectors and the sampled items'
+    vectors with implicit's update rule (bias column of the user vector fixed at 1)."""
+
+    def __init__(self, model: Recommender, dataset: Dataset, epochs: int = 5,
+                 random_state: int = 0):
+        super().__init__(model, dataset)
+        self.epochs = epochs
+        self.rng = np.random.default_rng(random_state)
+
+    def apply(self, model, before, after, users):
+        new = clone(model)
+        uf, itf = new.user_factors_, new.item_factors_
+        if after.n_users > len(uf):  # users new to the model start from the mean history
+            extra = np.zeros((after.n_users - len(uf), uf.shape[1]), np.float32)
+            extra[:, -1] = 1.0
+            uf = np.concatenate([uf, extra])
+        h = after.histories(users)
+        rows = np.repeat(h.users, h.lengths)
+        pos = h.items
+        seen = set(zip(rows.tolist(), pos.tolist()))
+        lr, reg = float(model.learning_rate), float(model.regularization)
+        for _ in range(self.epochs):
+            order = self.rng.permutation(len(pos))
+            for start in range(0, len(order), 256):
+                b = order[start:start + 256]
+                u, i = rows[b], pos[b]
+                j = self.rng.integers(0, model.n_items_, len(b))
+                ok = np.array([(a, c) not in seen for a, c in zip(u.tolist(), j.tolist())])
+                u, i, j = u[ok], i[ok], j[ok]
+                pu, qi, qj = uf[u], itf[i], itf[j]
+                z = 1.0 / (1.0 + np.exp(np.einsum("nf,nf->n", pu, qi - qj)))
+                du = lr * (z[:, None] * (qi - qj) - reg * pu)
+                du[:, -1] = 0.0
+                np.add.at(uf, u, du)
+                np.add.at(itf, i, lr * (z[:, None] * pu - reg * qi))
+                np.add.at(itf, j, lr * (-z[:, None] * pu - reg * qj))
+        new.user_factors_, new.item_factors_ = uf.astype(np.float32), itf.astype(np.float32)
+        new.n_users_ = len(uf)
+        return new
+
+
+def _touched_items(after: Dataset, users: np.ndarray) -> np.ndarray:
+    """Items in the touched users' current histories (a superset of the new events' items)."""
+    inter = after.inter
+    return np.unique(inter.loc[inter["user_idx"].isin(users), "item_idx"].to_numpy())
+
