@@ -102,3 +102,26 @@ def test_engine_batch_equals_single_requests(which, m6_dir, ease_dir, tmp_path):
     with pytest.raises(BatcherClosed):
         engine.submit(reqs[0])
     store.close()
+
+
+def test_group_commit_keeps_requests_apart(m6_dir, tmp_path):
+    from m6rec.serve.engine import Engine, NotFound
+    from m6rec.storage import open_store
+
+    store = open_store(f"sqlite:///{tmp_path}/ev.db")
+    engine = Engine(m6_dir, store)
+    out = engine.add_events_many([
+        [{"user_id": "a", "item_id": "s1"}, {"user_id": "a", "item_id": "s2"}],
+        [{"user_id": "b", "item_id": "s1"}, {"user_id": "b", "item_id": "nope"}],
+        [{"user_id": "", "item_id": "s3"}],
+        [{"user_id": "c", "item_id": "k1", "timestamp": 5.0}]])
+    assert isinstance(out[1], NotFound) and "events[1].item_id 'nope'" in str(out[1])
+    assert isinstance(out[2], ValueError)
+    assert len(out[0]) == 2 and len(out[3]) == 1 and out[0][1] < out[3][0]
+    assert [e.item_id for e in store.user_events("a")] == ["s1", "s2"]
+    assert store.user_events("b") == []  # all or nothing per request
+    assert [e.timestamp for e in store.user_events("c")] == [5.0]
+    ids = engine.submit_events([{"user_id": "d", "item_id": "s4"}]).result(10)
+    assert [e.id for e in store.user_events("d")] == ids
+    engine.close()
+    store.close()

@@ -28,6 +28,7 @@ from m6rec.data.histories import Histories
 from m6rec.index import build_index
 from m6rec.models.base import topk
 from m6rec.storage import Event, Item, Store
+from m6rec.storage.base import check_event
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Engine:
         ds = self.dataset
         self._lock = threading.Lock()
         self._batch_lock = threading.Lock()
-        self._batcher = None
+        self._batchers: dict[str, Any] = {}
         self._closed = False
         self.n_base = ds.n_items
         self.item_ids: list[str] = [str(i) for i in ds.item_ids]
@@ -186,19 +187,50 @@ class Engine:
     # -- writes ------------------------------------------------------------------------------
     def add_events(self, events: list[dict[str, Any]]) -> list[int]:
         """Store events (all or none) and return their ids once committed."""
+        out = self.add_events_many([events])[0]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def add_events_many(self, batches: list[list[dict[str, Any]]]) -> list[list[int] | Exception]:
+        """Several requests' events in one transaction (group commit: one disk sync for all).
+
+        A request naming an unknown item gets its error and stores nothing; the others are
+        committed together, and each gets its ids once the commit has returned.
+        """
         now = time.time()
-        unknown = [k for k, e in enumerate(events) if e["item_id"] not in self.item_pos]
-        if unknown:
-            k = unknown[0]
-            raise NotFound(f"events[{k}].item_id {events[k]['item_id']!r} is not in the "
-                           "catalogue (POST /items first)")
-        rows = [Event(self.pseudonym(e["user_id"]), e["item_id"], e.get("type"),
-                      float(e["timestamp"]) if e.get("timestamp") is not None else now)
-                for e in events]
-        ids = self.store.add_events(rows)
-        for e in rows:
-            self.popularity[self.item_pos[e.item_id]] += 1
-        return ids
+        out: list[Any] = [None] * len(batches)
+        rows: list[Event] = []
+        spans: list[tuple[int, int, int]] = []
+        for j, events in enumerate(batches):
+            unknown = [k for k, e in enumerate(events) if e["item_id"] not in self.item_pos]
+            if unknown:
+                k = unknown[0]
+                out[j] = NotFound(f"events[{k}].item_id {events[k]['item_id']!r} is not in the "
+                                  "catalogue (POST /items first)")
+                continue
+            mine = [Event(self.pseudonym(e["user_id"]), e["item_id"], e.get("type"),
+                          float(e["timestamp"]) if e.get("timestamp") is not None else now)
+                    for e in events]
+            try:  # one request's bad event must not fail the others committed with it
+                for e in mine:
+                    check_event(e)
+            except ValueError as err:
+                out[j] = err
+                continue
+            spans.append((j, len(rows), len(rows) + len(mine)))
+            rows += mine
+        if rows:
+            ids = self.store.add_events(rows)
+            for e in rows:
+                self.popularity[self.item_pos[e.item_id]] += 1
+            for j, a, b in spans:
+                out[j] = ids[a:b]
+        return out
+
+    def submit_events(self, events: list[dict[str, Any]]) -> Future:
+        """Queue one request's events for group commit; the future holds their ids."""
+        return self._submit("events", self.add_events_many, events)
 
     def add_item(self, item_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Store an item, then put it into the index; returns what happened."""
@@ -338,22 +370,26 @@ class Engine:
         Concurrent requests are answered together: one history read each, then one encoder
         pass and one index search for all of them, which is what lets 2 cores keep up.
         """
+        return self._submit("recommend", self.recommend_many, request)
+
+    def _submit(self, name: str, fn, request: Any) -> Future:
         from m6rec.serve.batching import BatcherClosed, MicroBatcher
 
         with self._batch_lock:
             if self._closed:
                 raise BatcherClosed(f"engine for {self.model_dir} is closed")
-            if self._batcher is None:
-                self._batcher = MicroBatcher(self.recommend_many, name="m6rec-recommend")
-        return self._batcher.submit(request)
+            batcher = self._batchers.get(name)
+            if batcher is None:
+                batcher = self._batchers[name] = MicroBatcher(fn, name=f"m6rec-{name}")
+        return batcher.submit(request)
 
     def close(self) -> None:
-        """Stop the micro-batcher once the requests already queued are answered."""
+        """Stop the micro-batchers once the requests already queued are answered."""
         with self._batch_lock:
             self._closed = True
-            batcher, self._batcher = self._batcher, None
-        if batcher is not None:
-            batcher.close()
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for b in batchers:
+            b.close()
 
     def recommend_many(self, requests: list[RecRequest]) -> list[dict[str, Any] | Exception]:
         """Answer several requests at once; each slot holds its result or its (client) error.

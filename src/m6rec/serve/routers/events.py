@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+import asyncio
 
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+
+from m6rec.serve.batching import BatcherClosed
 from m6rec.serve.deps import EngineDep, SettingsDep, require_api_key
 from m6rec.serve.schemas import EventIn, EventsAck
 
@@ -13,7 +17,7 @@ router = APIRouter(tags=["events"])
 @router.post("/events", status_code=201, response_model=EventsAck,
              dependencies=[Depends(require_api_key)],
              responses={401: {}, 403: {}, 404: {}, 413: {}, 422: {}})
-def post_events(body: EventIn | list[EventIn], request: Request,
+async def post_events(body: EventIn | list[EventIn], request: Request,
                 engine: EngineDep,
                 settings: SettingsDep) -> EventsAck:
     """Store one event, or a batch (a JSON array). All or nothing: the response comes after
@@ -23,6 +27,12 @@ def post_events(body: EventIn | list[EventIn], request: Request,
         raise HTTPException(422, "empty batch")
     if len(events) > settings.max_batch:
         raise HTTPException(413, f"batch of {len(events)} events; at most {settings.max_batch}")
-    ids = engine.add_events([e.model_dump() for e in events])
+    rows = [e.model_dump() for e in events]
+    try:  # committed together with the events that arrive meanwhile (one disk sync)
+        future = engine.submit_events(rows)
+    except BatcherClosed:  # this engine was swapped out by a reload just now
+        future = None
+    ids = (await run_in_threadpool(engine.add_events, rows) if future is None
+           else await asyncio.wrap_future(future))
     request.app.state.metrics.events.inc(len(ids))
     return EventsAck(stored=len(ids), ids=ids)
