@@ -309,6 +309,30 @@ def benchmark(
         typer.echo(json.dumps(summaries[0] if len(summaries) == 1 else {"runs": summaries}))
 
 
+@app.command()
+@cli_errors
+def compress(
+    model_dir: Annotated[Path, typer.Option(help="A saved m6 model directory.")],
+    method: Annotated[str, typer.Option(
+        help="int8 | fp16-index | prune:SPARSITY | distill[:width=32,n_layers=1,...] | onnx")],
+    out: Annotated[Path, typer.Option(help="Compressed model directory to write.")],
+    param: Annotated[list[str] | None, typer.Option(
+        help="Parameter of the compressed model key=value (repeat), e.g. epochs=10.")] = None,
+    data: Annotated[str | None, typer.Option(
+        help="Dataset spec for prune / distill (default: the model's own).")] = None,
+):
+    """Compress a trained m6 model into a directory that loads, evaluates and serves alike."""
+    from m6rec.compress.run import compress_dir
+
+    ds = _load_one(data) if data else None
+    mdl, meta = compress_dir(model_dir, method, out, parse_params(param), data=ds)
+    counts = mdl.n_parameters()
+    size = sum(f.stat().st_size for f in Path(out).iterdir() if f.name != "ids.npz")
+    _console().print(f"[green]saved[/green] {mdl.name} ({method}) to {out}: "
+                     f"{counts['nonzero']:,} non-zero of {counts['total']:,} weights, "
+                     f"{size:,} bytes, {meta['compress_seconds']:.1f} s")
+
+
 @app.command(name="models")
 def list_models():
     """List the registered models and their hyper-parameters."""
