@@ -115,6 +115,13 @@ def train(
         "--adapt-only", help="With --init: train only adapters, gates and heads.")] = False,
     retriever: Annotated[str | None, typer.Option(
         help="ranker: the retriever whose top-100 it re-ranks (model spec or saved dir).")] = None,
+    device: Annotated[str | None, typer.Option(
+        help="auto | cpu | cuda (torch models; default: the model's own, auto).")] = None,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Data-parallel training (DDP) on Ray Train workers (sasrec, m6, ...).")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="With --ray: training workers.")] = 2,
+    address: Annotated[str | None, typer.Option(
+        help="With --ray: Ray cluster address (default: a local Ray).")] = None,
 ):
     """Train a model and save it as a directory."""
     from m6rec.eval.evaluate import fit
@@ -135,9 +142,22 @@ def train(
         if model != "ranker":
             raise ValueError(f"--retriever applies to the ranker model only, not {model!r}")
         params["retriever"] = retriever
+    if device is not None:
+        from m6rec.train.loop import resolve_device
+
+        resolve_device(device)  # a clear error for a bad or unavailable device
+        params["device"] = device
     ds = _load_one(data, tie_break)
     mdl = build_model(model, **params)
     con = _console()
+    if ray:
+        from m6rec.distributed.cli import train_on_ray
+
+        mdl, seconds = train_on_ray(mdl, ds, protocol, workers=workers, address=address)
+        save_model_dir(mdl, out, ds, data_spec=data, protocol=protocol, fit_seconds=seconds)
+        con.print(f"[green]saved[/green] {model} to {out} (Ray, {workers} workers, fit "
+                  f"{seconds:.1f} s)")
+        return
     with con.status(f"training {model} on {ds.name} ({protocol})"):
         if protocol == "all":
             import time
@@ -311,6 +331,45 @@ def benchmark(
 
 @app.command()
 @cli_errors
+def encode(
+    data: Annotated[str, typer.Option(help="Dataset spec.")],
+    encoder: Annotated[str, typer.Option(help="Encoder spec (default, hashing:DIM, a path).")] = "default",
+    budget: Annotated[int, typer.Option(min=20, help="Item text length (m6's text_budget).")] = 200,
+    ray: Annotated[bool, typer.Option("--ray", help="Encode with Ray Data actors.")] = False,
+    address: Annotated[str | None, typer.Option(help="With --ray: Ray cluster address.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="With --ray: encoder actors.")] = 2,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "cpu",
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per encoder forward.")] = 64,
+    tie_break: Annotated[str | None, typer.Option(help="hash | hash:SALT | file")] = None,
+):
+    """Encode a catalogue's item (and user profile) texts into the encoding cache."""
+    from m6rec.distributed.cli import encode_command
+
+    typer.echo(json.dumps(encode_command(_load_one(data, tie_break), encoder, budget, ray,
+                                         address, workers, device, batch_size)))
+
+
+@app.command(name="batch-recommend")
+@cli_errors
+def batch_recommend(
+    model_dir: Annotated[Path, typer.Option(help="A directory written by `m6rec train`.")],
+    data: Annotated[str, typer.Option(help="Dataset spec (every user's history is the input).")],
+    out: Annotated[Path, typer.Option(help="Parquet file to write (user_id, rank, item_id, score).")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="Items per user.")] = 10,
+    ray: Annotated[bool, typer.Option("--ray", help="Score with Ray Data actors.")] = False,
+    address: Annotated[str | None, typer.Option(help="With --ray: Ray cluster address.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="With --ray: scoring actors.")] = 2,
+    tie_break: Annotated[str | None, typer.Option(help="hash | hash:SALT | file")] = None,
+):
+    """Top-k for every user of a dataset, written to a Parquet file."""
+    from m6rec.distributed.cli import batch_recommend_command
+
+    typer.echo(json.dumps(batch_recommend_command(model_dir, _load_one(data, tie_break), out, k,
+                                                  ray, address, workers)))
+
+
+@app.command()
+@cli_errors
 def compress(
     model_dir: Annotated[Path, typer.Option(help="A saved m6 model directory.")],
     method: Annotated[str, typer.Option(
@@ -415,6 +474,47 @@ def serve(
         base, model_dir=model_dir, db=db or base.db, data=data or base.data, api_key=key,
         pseudonymise_key=pseudonymise_key or base.pseudonymise_key, index=index)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+@app.command()
+@cli_errors
+def replay(
+    data: Annotated[str, typer.Option(help="Dataset spec (needs timestamps).")],
+    model: Annotated[str, typer.Option(help="Model name or spec, e.g. ease or ease(reg=500).")],
+    policy: Annotated[str, typer.Option(
+        help="static | foldin[:N] | finetune[:N] (N = new events between updates).")] = "static",
+    out: Annotated[Path, typer.Option(help="Directory for results.json and curve.png.")] = Path("runs/replay"),
+    param: Annotated[list[str] | None, typer.Option(help="Hyper-parameter key=value (repeat).")] = None,
+    sample: Annotated[int, typer.Option(
+        min=0, help="Query a seeded random sample of this many later events (0 = all).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the sample and fine-tuning.")] = 0,
+    steps: Annotated[int, typer.Option(min=1, help="finetune: optimiser steps per update.")] = 10,
+    replay_share: Annotated[float, typer.Option(
+        help="finetune: share of each batch replayed from older data.")] = 0.5,
+    lr_scale: Annotated[float, typer.Option(help="finetune: learning rate x this.")] = 1.0,
+    fraction: Annotated[float, typer.Option(help="Fit on this first share of time.")] = 0.5,
+    tie_break: Annotated[str | None, typer.Option(help="hash | hash:SALT | file")] = None,
+):
+    """Prequential evaluation: fit on the first half of time, then replay the rest in time
+    order, asking for each user's top-10 before revealing each interaction (history at query
+    time = every earlier event, for every policy) and updating the model per --policy."""
+    from m6rec.online.replay import fit_first_part, make_stream, run_replay, write_results
+    from m6rec.registry import build_model, parse_model_spec
+
+    name, spec_params = parse_model_spec(model)
+    mdl = build_model(name, **{**spec_params, **parse_params(param)})
+    ds = _load_one(data, tie_break)
+    stream = make_stream(ds, fraction)
+    con = _console()
+    with con.status(f"fitting {name} on the first {fraction:.0%} of {ds.name}"):
+        mdl, seconds = fit_first_part(mdl, stream)
+    with con.status(f"replaying {stream.info['later_events']} events ({policy})") as status:
+        res = run_replay(mdl, stream, policy, sample=sample, seed=seed, steps=steps,
+                         replay_share=replay_share, lr_scale=lr_scale, progress=status.update)
+    res["fit_seconds"] = seconds
+    path = write_results(res, out, command="m6rec " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    typer.echo(json.dumps({"policy": res["policy"], "queries": res["queries"], **res["metrics"]}))
+    con.print(f"results: {path}; curve: {path.parent / 'curve.png'}")
 
 
 def main() -> None:

@@ -120,6 +120,17 @@ class FaissIndex:
     def __len__(self) -> int:
         return self._live.n
 
+    def tune(self, ef_search: int | None = None, nprobe: int | None = None,
+             refine: int | None = None) -> None:
+        """Change the search-time knobs (HNSW ``ef_search``, IVF ``nprobe``, IVF-PQ ``refine``)
+        without a rebuild."""
+        if ef_search is not None and self.method == "hnsw":
+            self._index.hnsw.efSearch = int(ef_search)
+        if nprobe is not None and self.method != "hnsw":
+            self._index.nprobe = min(int(nprobe), int(self._index.nlist))
+        if refine is not None:
+            self.refine = int(refine)
+
     @property
     def dim(self) -> int:
         return int(self._index.d)

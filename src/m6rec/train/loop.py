@@ -9,6 +9,7 @@ the caller's state on exit; shuffling draws from a local `torch.Generator`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import math
 import sys
@@ -23,6 +24,23 @@ from torch import nn
 log = logging.getLogger("m6rec.train")
 
 DEVICES = ("auto", "cpu", "cuda")
+
+#: The data-parallel context of the training run in progress (None: one process). Set by
+#: `m6rec.distributed.train` inside each Ray Train worker; it shards every mini-batch across the
+#: workers, wraps the step in DDP and shares the validation score (see `data_parallel`).
+_PARALLEL: contextvars.ContextVar[Any] = contextvars.ContextVar("m6rec_parallel", default=None)
+
+
+@contextlib.contextmanager
+def data_parallel(context: Any) -> Iterator[None]:
+    """Run `train_epochs` calls in this block data-parallel under ``context``, an object with
+    ``wrap(module, step, validate) -> (step, validate)``, ``shard(idx) -> idx`` and
+    ``mean(value) -> value``."""
+    token = _PARALLEL.set(context)
+    try:
+        yield
+    finally:
+        _PARALLEL.reset(token)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -118,6 +136,9 @@ def train_epochs(module: nn.Module, optimizer: torch.optim.Optimizer,
     mini-batches), ``seconds`` and, when validated, ``valid_<metric>``.
     """
     result = TrainResult()
+    parallel = _PARALLEL.get()
+    if parallel is not None:
+        step, validate = parallel.wrap(module, step, validate)
     stopper = EarlyStopping(patience) if validate is not None else None
     n_batches = max(1, math.ceil(n_examples / batch_size))
     with _progress(verbose, desc, epochs) as advance:
@@ -128,6 +149,8 @@ def train_epochs(module: nn.Module, optimizer: torch.optim.Optimizer,
             total = 0.0
             for b in range(n_batches):
                 idx = order[b * batch_size:(b + 1) * batch_size]
+                if parallel is not None:
+                    idx = parallel.shard(idx)
                 optimizer.zero_grad(set_to_none=True)
                 loss = step(idx)
                 loss.backward()
@@ -135,6 +158,8 @@ def train_epochs(module: nn.Module, optimizer: torch.optim.Optimizer,
                     nn.utils.clip_grad_norm_(module.parameters(), clip_grad)
                 optimizer.step()
                 total += float(loss.detach())
+            if parallel is not None:
+                total = parallel.mean(total)
             record: dict[str, Any] = {"epoch": epoch, "loss": total / n_batches}
             stop = False
             if stopper is not None and (epoch % eval_every == 0 or epoch == epochs):
