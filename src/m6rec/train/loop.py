@@ -31,6 +31,28 @@ DEVICES = ("auto", "cpu", "cuda")
 _PARALLEL: contextvars.ContextVar[Any] = contextvars.ContextVar("m6rec_parallel", default=None)
 
 
+#: Autocast dtype of the training steps run in progress (None: full precision), see
+#: `mixed_precision`.
+_AUTOCAST: contextvars.ContextVar[Any] = contextvars.ContextVar("m6rec_autocast", default=None)
+
+
+@contextlib.contextmanager
+def mixed_precision(dtype: str | None = "bf16") -> Iterator[None]:
+    """Run the forward of every `train_epochs` step in this block under ``torch.autocast`` with
+    ``dtype`` (``"bf16"`` or ``"fp16"``; None: off) on the module's device: the GPU fast path
+    (parameters, optimizer and losses that autocast keeps in float32 stay float32)."""
+    import torch
+
+    kinds = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if dtype not in kinds:
+        raise ValueError(f"mixed precision must be bf16, fp16 or None, got {dtype!r}")
+    token = _AUTOCAST.set(kinds[dtype])
+    try:
+        yield
+    finally:
+        _AUTOCAST.reset(token)
+
+
 @contextlib.contextmanager
 def data_parallel(context: Any) -> Iterator[None]:
     """Run `train_epochs` calls in this block data-parallel under ``context``, an object with
@@ -139,6 +161,14 @@ def train_epochs(module: nn.Module, optimizer: torch.optim.Optimizer,
     parallel = _PARALLEL.get()
     if parallel is not None:
         step, validate = parallel.wrap(module, step, validate)
+    amp = _AUTOCAST.get()
+    if amp is not None:
+        amp_step, dev_type = step, next(module.parameters()).device.type
+
+        def step(idx: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(dev_type, dtype=amp):
+                return amp_step(idx).float()
+
     stopper = EarlyStopping(patience) if validate is not None else None
     n_batches = max(1, math.ceil(n_examples / batch_size))
     with _progress(verbose, desc, epochs) as advance:
