@@ -12,9 +12,10 @@ on the CPU with small sizes (a smoke test of the script, not a measurement).
     ahead of the GPU, pinned non-blocking copies, bf16 autocast, mean pooling + normalisation on
     the GPU), items/s; for reference sentence-transformers' own ``encode`` (bf16 weights) on a
     subset;
-(b) raw forward: the same model on pre-tokenised input already on the GPU (the same texts,
-    padded to ``--seq-len`` tokens), same batch size and autocast, sequences/s;
-    the figure that matters is (a) / (b) (goal >= 0.5);
+(b) raw forward: the same model on pre-tokenised input already on the GPU, same batch size and
+    autocast, sequences/s: the same texts padded to ``--seq-len`` tokens, and the very batches
+    (a) runs (length-sorted, padded per batch); the figure that matters is (a) divided by the
+    larger of the two (goal >= 0.5);
 (c) training on ml-100k (loo training part, no validation, ``--epochs`` epochs, bf16 autocast,
     ``--train-batch`` windows per step): training windows/s and target positions/s of ``sasrec``
     and ``m6``; with ``--quality``, also ``sasrec`` trained to convergence with early stopping
@@ -85,6 +86,19 @@ def bench_encoding(args, device) -> dict:
     sync(device)
     raw = len(texts) / (time.perf_counter() - t0)
     del ids, mask, pre
+    # (b') raw forward on exactly the batches (length-sorted, padded per batch) that (a) runs,
+    # tokenised beforehand and already on the device: the strict reference for (a)
+    from m6rec.distributed.fast_encode import tokenize_batches
+
+    batches = [(i.to(device), m.to(device)) for _, i, m in
+               tokenize_batches(tokenizer, texts, args.batch, max_len, args.threads)]
+    sync(device)
+    t0 = time.perf_counter()
+    for i, m in batches:
+        forward_pool(model, i, m)
+    sync(device)
+    raw_same = len(texts) / (time.perf_counter() - t0)
+    del batches
     # (a) end to end, strings -> unit vectors on the host
     encode_fast(texts[: 4 * args.batch], batch_size=args.batch, threads=args.threads, parts=parts)
     t0 = time.perf_counter()
@@ -105,8 +119,10 @@ def bench_encoding(args, device) -> dict:
     cos = float(np.mean(np.sum(ref.astype(np.float32) * vecs[: len(sub)], axis=1)))
     return {"texts": len(texts), "mean_tokens": round(mean_tokens, 1), "batch": args.batch,
             "seq_len_raw": args.seq_len, "bf16_weights": bool(args.bf16_weights),
-            "raw_forward_seq_per_s": round(raw), "end_to_end_items_per_s": round(e2e),
-            "ratio_e2e_to_raw": round(e2e / raw, 3),
+            "raw_forward_seq_per_s": round(raw),
+            "raw_forward_same_batches_seq_per_s": round(raw_same),
+            "end_to_end_items_per_s": round(e2e),
+            "ratio_e2e_to_raw": round(e2e / max(raw, raw_same), 3),
             "sentence_transformers_encode_items_per_s": round(st_rate),
             "mean_cosine_fast_vs_sentence_transformers": round(cos, 4)}
 

@@ -30,7 +30,10 @@ def load_parts(spec: str = "default", device: str = "cuda") -> tuple[Any, Any, i
     enc = get_encoder(spec, device=device)
     st = enc._load()  # noqa: SLF001 - the encoder module owns the sentence-transformers import
     first, pooling = st[0], st[1] if len(st) > 1 else None
-    if pooling is None or not getattr(pooling, "pooling_mode_mean_tokens", False):
+    mode = getattr(pooling, "pooling_mode", None)  # sentence-transformers 5: "mean"
+    mean = (getattr(pooling, "pooling_mode_mean_tokens", False) or mode == "mean"
+            or (isinstance(mode, (list, tuple)) and list(mode) == ["mean"]))
+    if pooling is None or not mean:
         raise ValueError(f"encoder {spec!r}: the fast path needs a mean-pooling model")
     model = first.auto_model.to(device).eval()
     return model, first.tokenizer, int(st.max_seq_length)
