@@ -44,7 +44,7 @@ class _EncodeBatch:
 
 
 def encode_texts_ray(spec: str, texts: list[str], *, workers: int = 2, device: str = "cpu",
-                     batch_size: int = 64, rows_per_task: int = 1024,
+                     batch_size: int = 64, rows_per_task: int = 256,
                      address: str | None = None) -> np.ndarray:
     """float32 [len(texts), d] encoded by ``workers`` Ray actors, in input order."""
     from m6rec.distributed import ensure_ray
