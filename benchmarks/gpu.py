@@ -192,7 +192,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["sasrec", "m6"])
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--train-batch", type=int, default=1024)
-    ap.add_argument("--amp", default="bf16", help="bf16 | fp16 | none")
+    ap.add_argument("--amp", default="bf16", help="bf16 | none")
     ap.add_argument("--quality", action="store_true", help="also train sasrec to convergence")
     ap.add_argument("--skip", nargs="*", default=[], choices=["encoding", "training"])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/scale/gpu.json"))

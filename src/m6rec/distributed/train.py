@@ -117,7 +117,11 @@ def fit_distributed(model: Any, dataset: Dataset, valid: Any = None, *, workers:
                     threads_per_worker: int = 1, storage_path: str | None = None) -> Any:
     """Fit ``model`` (a `m6rec.models.sequential.SequentialRecommender`) on ``dataset`` with
     ``workers`` Ray Train workers; returns the fitted model (loaded from rank 0's checkpoint)
-    with ``history_`` and ``best_epoch_`` set, and ``fit_seconds_`` (workers' wall time)."""
+    with ``history_`` and ``best_epoch_`` set, and ``fit_seconds_`` (workers' wall time).
+
+    ``storage_path``: where Ray Train keeps the run and its checkpoint (default: a temporary
+    local directory, fine for one machine; on a multi-node cluster give a shared path or a
+    cloud URI every node can write)."""
     from m6rec.distributed import ensure_ray
     from m6rec.models.base import Recommender
     from m6rec.models.sequential import SequentialRecommender

@@ -39,13 +39,14 @@ _AUTOCAST: contextvars.ContextVar[Any] = contextvars.ContextVar("m6rec_autocast"
 @contextlib.contextmanager
 def mixed_precision(dtype: str | None = "bf16") -> Iterator[None]:
     """Run the forward of every `train_epochs` step in this block under ``torch.autocast`` with
-    ``dtype`` (``"bf16"`` or ``"fp16"``; None: off) on the module's device: the GPU fast path
-    (parameters, optimizer and losses that autocast keeps in float32 stay float32)."""
+    ``dtype`` (``"bf16"``; None: off) on the module's device: the GPU fast path (parameters,
+    optimizer and the ops autocast keeps in float32 stay float32). fp16 is not offered: it
+    would need loss scaling."""
     import torch
 
-    kinds = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    kinds = {None: None, "bf16": torch.bfloat16}
     if dtype not in kinds:
-        raise ValueError(f"mixed precision must be bf16, fp16 or None, got {dtype!r}")
+        raise ValueError(f"mixed precision must be bf16 or None, got {dtype!r}")
     token = _AUTOCAST.set(kinds[dtype])
     try:
         yield
