@@ -2,10 +2,11 @@
 free-text requests.
 
 Text-query ("conversational") recommendation: each request is read by the model's own language
-model and matched against the item texts (cosine); the user's model scores and the request
-scores are standardised over the catalogue and added, the request weighted by ``query_weight``::
+model and matched against each item's text and its categories (`query_scores`); the user's model
+scores and the request match are standardised over the catalogue and added, the request
+weighted by ``query_weight``::
 
-    score(i) = z(model(history))[i] + query_weight * z(sum_t a_t cos(q_t, item_i))
+    score(i) = z(model(history))[i] + query_weight * z(sum_t a_t match(q_t, item_i))
 
 ``a_t`` weighs the turns of a conversation, the latest most: ``a_t ∝ query_decay ** (T - 1 - t)``.
 Without a history (an unknown user, or ``user_id=None``) only the request ranks the items.
@@ -37,16 +38,22 @@ def turn_weights(n_turns: int, decay: float = 0.5) -> np.ndarray:
     return w / w.sum()
 
 
-def query_scores(model: Any, queries: Sequence[str], decay: float = 0.5,
-                 space: str = "lm") -> np.ndarray:
-    """Match of every item to the request(s), float32 [n_items]: the turn-weighted cosine
-    between each request and the items, read by the model's language model."""
+def query_scores(model: Any, queries: Sequence[str], decay: float = 0.5, space: str = "lm",
+                 dataset: Dataset | None = None, attributes: float = 0.5) -> np.ndarray:
+    """Match of every item to the request(s), float32 [n_items], read by the model's LM.
+
+    Each request is matched against each item's whole text (cosine, in ``space``) and, with a
+    ``dataset`` whose catalogue has categories, against the item's categories one by one (the
+    best-matching one, cosine in the LM space): ``(1 - attributes) * z(text match) +
+    attributes * z(category match)``. Turns are weighted by `turn_weights`."""
     queries = _clean_queries(queries)
     if not getattr(model, "reads_text", False) or not hasattr(model, "encode_texts"):
         raise ValueError(f"a text query needs a text model (m6); {getattr(model, 'name', model)!r} "
                          "does not read text")
     if space not in QUERY_SPACES:
         raise ValueError(f"query space must be one of {', '.join(QUERY_SPACES)}, got {space!r}")
+    if not 0.0 <= attributes <= 1.0:
+        raise ValueError(f"query attributes weight must be in [0, 1], got {attributes!r}")
     w = turn_weights(len(queries), decay)
     if space == "lm":
         items = np.asarray(model.item_text_, dtype=np.float32)
@@ -54,8 +61,20 @@ def query_scores(model: Any, queries: Sequence[str], decay: float = 0.5,
     else:
         items = model.item_vectors()
         q = model.encode_texts(queries, space="item")
-    sims = _unit(q) @ _unit(items).T  # [T, n_items]
-    return (w @ sims).astype(np.float32)
+    match = _z(_unit(q) @ _unit(items).T)  # [T, n_items]
+    if dataset is not None and attributes > 0:
+        cat, vocab = dataset.category_matrix()
+        if len(vocab) and cat.shape[0] == match.shape[1]:
+            ql = q if space == "lm" else model.encode_texts(queries, space="lm")
+            per_cat = _unit(ql) @ _unit(model.encode_texts(vocab, space="lm")).T  # [T, n_cats]
+            best = np.zeros(match.shape)
+            coo = cat.tocoo()
+            for t in range(len(queries)):
+                b = np.full(cat.shape[0], -1.0)
+                np.maximum.at(b, coo.row, per_cat[t, coo.col])
+                best[t] = np.where(b > -1.0, b, per_cat[t].min())  # no category: worst
+            match = (1.0 - attributes) * match + attributes * _z(best)
+    return (w @ match).astype(np.float32)
 
 
 def steer(user_scores: np.ndarray, match: np.ndarray, weight: float = 1.0) -> np.ndarray:
@@ -69,13 +88,13 @@ def steer(user_scores: np.ndarray, match: np.ndarray, weight: float = 1.0) -> np
 def recommend_for_user(model: Any, dataset: Dataset, user_id: str | None, k: int = 10,
                        explain: bool = False, query: str | Sequence[str] | None = None,
                        query_weight: float = 1.0, query_decay: float = 0.5,
-                       query_space: str = "lm") -> dict[str, Any]:
+                       query_space: str = "lm", query_attributes: float = 0.5) -> dict[str, Any]:
     """``{"user_id", "strategy", "items": [{"item_id", "score", "title"[, explanation]}]}``.
 
     The user's whole history in ``dataset`` is the input and is excluded from the result.
     ``query``: one request or a conversation (a list, oldest first) steering the list with
-    weight ``query_weight`` (see the module docstring); ``user_id=None`` with a query ranks by
-    the request alone. ``explain`` adds an `m6rec.explain.Explanation` (as a dict) per item."""
+    weight ``query_weight`` (see the module docstring; `query_scores` for ``query_space`` and
+    ``query_attributes``); ``user_id=None`` with a query ranks by the request alone. ``explain`` adds an `m6rec.explain.Explanation` (as a dict) per item."""
     queries = [query] if isinstance(query, str) else list(query or [])
     if user_id is None:
         if not queries:
@@ -89,7 +108,7 @@ def recommend_for_user(model: Any, dataset: Dataset, user_id: str | None, k: int
         h = dataset.histories(np.array([u]))
     history = h.row(0)
     if queries:
-        match = query_scores(model, queries, query_decay, query_space)
+        match = query_scores(model, queries, query_decay, query_space, dataset, query_attributes)
         if len(history):
             s, strategy = steer(model.score(h), match, query_weight)[0], "history+query"
         else:

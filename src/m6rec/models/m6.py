@@ -304,7 +304,10 @@ class M6(SequentialRecommender):
         self._check_fitted()
         if space not in ("item", "lm"):
             raise ValueError(f"space must be 'item' or 'lm', got {space!r}")
-        t = np.asarray(get_encoder(self.encoder).encode(list(texts)), dtype=np.float32)
+        enc = getattr(self, "_text_encoder", None)
+        if enc is None:  # loaded once per model object (not a parameter, not saved)
+            enc = self._text_encoder = get_encoder(self.encoder)
+        t = np.asarray(enc.encode(list(texts)), dtype=np.float32)
         if space == "lm":
             return t
         module = self.module_
