@@ -99,3 +99,15 @@ def test_cli_recommend_query_and_explain(checkerboard, tiny_m6, tmp_path):
     assert all("because" in it and "history" in it for it in out["items"])
     r = runner.invoke(app, ["recommend", "--model-dir", str(model_dir), "--data", spec])
     assert r.exit_code == 2 and "--user, --query" in r.output
+
+
+def test_m6_user_vectors_and_text_encodings_match_its_scores(checkerboard, tiny_m6):
+    h = checkerboard.histories(np.arange(4))
+    np.testing.assert_allclose(tiny_m6.user_vectors(h) @ tiny_m6.item_vectors().T,
+                               tiny_m6.score(h), rtol=1e-4, atol=1e-4)
+    lm = tiny_m6.encode_texts(["odd item"], space="lm")
+    assert lm.shape == (1, tiny_m6.item_text_.shape[1])
+    item = tiny_m6.encode_texts(["odd item"], space="item")
+    assert item.shape == (1, tiny_m6.hidden)
+    with pytest.raises(ValueError, match="space"):
+        tiny_m6.encode_texts(["x"], space="nope")
