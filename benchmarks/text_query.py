@@ -4,7 +4,10 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/text_query.py \
         [--model-dir /tmp/models/m6_ml100k_loo] [--users 50] [--weights 0.5,1,2,4] \
-        [--spaces lm,item] [--out benchmarks/results/explain]
+        [--spaces lm,item] [--attributes 0.5] [--out benchmarks/results/explain]
+
+The request match is `m6rec.recommend.query_scores`: the request read by the model's LM against
+each item's text and (weight ``--attributes``) against its categories one by one.
 
 36 requests written from ml-100k's genres (two per genre, ``REQUESTS``). For each request:
 
