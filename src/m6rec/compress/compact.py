@@ -222,8 +222,15 @@ class CompactM6(M6Inputs, Recommender):
         module.eval()
         try:
             with torch.inference_mode():
-                s = module(*(torch.from_numpy(f[k]) for k in
-                             ("items", "mask", "time_gaps", "events", "users")))
+                args = [torch.from_numpy(f[k]) for k in
+                        ("items", "mask", "time_gaps", "events", "users")]
+                if self.encoder_dtype == "int8":
+                    # dynamic quantisation scales activations per tensor, i.e. over the whole
+                    # batch: one user at a time keeps a row's scores independent of the others
+                    s = torch.cat([module(*(a[i:i + 1] for a in args))
+                                   for i in range(len(args[0]))])
+                else:
+                    s = module(*args)
         finally:
             module.train(was)
         return s.float().numpy()
