@@ -13,7 +13,7 @@ incremental statistics it needs between calls, started from the data the model w
 - ``als``: users are always folded in from their current history at query time; the factors of
   the items touched by new events are re-solved from the folded-in user factors (one ALS
   half-step restricted to those items, as implicit's ``partial_fit_items``);
-- ``puresvd``: item vectors of touched items are projected again,
+- ``puresvd``: item vectors of touched items are projected again onto the fitted basis ``V``,
   ``v_j = S^-2 V^T (X^T X)[:, j]`` (exact for the fitted data, since ``X^T X V = V S^2``);
 - ``bpr``: a few epochs of BPR SGD over the touched users' histories (their user vectors and
   the items they touch), all other factors fixed.
@@ -174,6 +174,7 @@ class PureSVDFoldIn(FoldIn):
         x = dataset.csr().astype(np.float64)
         self.gram = (x.T @ x).tocsr()
         v = model.item_factors_.astype(np.float64)
+        self.v0 = v  # projections always use the fitted basis (no power-iteration drift)
         # singular values squared of the fitted data: V^T G V = S^2 for the SVD's V
         self.s2 = np.maximum(np.einsum("if,if->f", v, np.asarray(self.gram @ v)), 1e-12)
 
@@ -183,9 +184,8 @@ class PureSVDFoldIn(FoldIn):
         new = clone(model)
         new.n_users_ = after.n_users
         if len(items):
-            v = model.item_factors_.astype(np.float64)
             cols = np.asarray(self.gram[:, items].todense())  # [n_items, t]
-            new.item_factors_[items] = ((cols.T @ v) / self.s2[None, :]).astype(np.float32)
+            new.item_factors_[items] = ((cols.T @ self.v0) / self.s2[None, :]).astype(np.float32)
         return new
 
 
@@ -210,7 +210,7 @@ class BPRFoldIn(FoldIn):
         h = after.histories(users)
         rows = np.repeat(h.users, h.lengths)
         pos = h.items
-        seen = set(zip(rows.tolist(), pos.tolist()))
+        seen = set(zip(rows.tolist(), pos.tolist(), strict=True))
         lr, reg = float(model.learning_rate), float(model.regularization)
         for _ in range(self.epochs):
             order = self.rng.permutation(len(pos))
@@ -218,7 +218,7 @@ class BPRFoldIn(FoldIn):
                 b = order[start:start + 256]
                 u, i = rows[b], pos[b]
                 j = self.rng.integers(0, model.n_items_, len(b))
-                ok = np.array([(a, c) not in seen for a, c in zip(u.tolist(), j.tolist())])
+                ok = np.array([(a, c) not in seen for a, c in zip(u.tolist(), j.tolist(), strict=True)])
                 u, i, j = u[ok], i[ok], j[ok]
                 pu, qi, qj = uf[u], itf[i], itf[j]
                 z = 1.0 / (1.0 + np.exp(np.einsum("nf,nf->n", pu, qi - qj)))

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -116,10 +117,10 @@ def prefix_histories(full: Histories, users: np.ndarray, lengths: np.ndarray) ->
                      pick(full.events))
 
 
-def replay(model: Recommender, stream: Stream, policy: str | Policy = "static", *, k: int = 10,
-           sample: int = 0, seed: int = 0, steps: int = 10, replay_share: float = 0.5,
-           lr_scale: float = 1.0, progress: Callable[[str], None] | None = None
-           ) -> dict[str, Any]:
+def run_replay(model: Recommender, stream: Stream, policy: str | Policy = "static", *,
+               k: int = 10, sample: int = 0, seed: int = 0, steps: int = 10,
+               replay_share: float = 0.5, lr_scale: float = 1.0,
+               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Prequential evaluation of a model fitted on ``stream.train`` (see the module doc).
 
     Parameters

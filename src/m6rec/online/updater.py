@@ -198,7 +198,8 @@ def _timestamps(events: pd.DataFrame) -> np.ndarray:
             row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
             raise ValueError(f"events row {row}: timestamp {ts[num.isna()].iloc[row]!r} is "
                              "neither unix seconds nor a date")
-        num[num.isna()] = parsed.astype("int64") / 1e9
+        epoch = pd.Timestamp(0, tz="UTC")
+        num[num.isna()] = (parsed - epoch) / pd.Timedelta(seconds=1)
     return num.to_numpy(np.float64)
 
 
