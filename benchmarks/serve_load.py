@@ -1,9 +1,14 @@
 """Load test of `m6rec serve`: a load generator in other processes on loopback.
 
-16 concurrent clients (asyncio + httpx keep-alive, spread over ``--procs`` processes), 90%
-``GET /users/{id}/recommendations?k=10`` for random ml-100k users, 10% ``POST /events``.
-Prints and writes p50 / p99 latency and requests/s. ``--rate R`` caps the offered load (soak
-mode: ``--rate HALF_MAX --duration 600`` also samples the server's resident memory).
+16 concurrent clients, 90% ``GET /users/{id}/recommendations?k=10`` for random ml-100k users,
+10% ``POST /events``. Prints and writes p50 / p99 latency, requests/s, and the server's CPU time
+per request (robust to a noisy machine). Two load generators:
+
+- ``--generator wrk`` (default when ``wrk`` is installed, ``apt-get install wrk``): one C
+  process driving 16 keep-alive connections, so the 2 cores are left to the server;
+- ``--generator httpx``: asyncio + httpx clients spread over ``--procs`` Python processes, with
+  per-endpoint latencies; ``--rate R`` caps the offered load (soak mode: ``--rate HALF_MAX
+  --duration 600`` samples the server's resident memory).
 
     .venv/bin/python benchmarks/serve_load.py --model-dir runs/serve/m6 --duration 60
 """
@@ -104,6 +109,56 @@ def run_load(url: str, key: str, users: list[str], items: list[str], clients: in
             "rss_mb": rss}
 
 
+WRK_SCRIPT = """
+local users = {%s}
+local items = {%s}
+local key = "%s"
+local write_share = %f
+math.randomseed(%d)
+request = function()
+  local u = users[math.random(#users)]
+  if math.random() < write_share then
+    local body = '{"user_id":"' .. u .. '","item_id":"' .. items[math.random(#items)] .. '"}'
+    return wrk.format("POST", "/events",
+                      {["Content-Type"] = "application/json", ["X-API-Key"] = key}, body)
+  end
+  return wrk.format("GET", "/users/" .. u .. "/recommendations?k=10")
+end
+"""
+
+
+def run_wrk(url: str, key: str, users: list[str], items: list[str], clients: int,
+            duration: float, write_share: float = 0.1, seed: int = 1) -> dict:
+    """One wrk run (C load generator; ``--latency`` percentiles of all requests)."""
+    import re
+    import subprocess
+
+    def lua_list(xs: list[str]) -> str:
+        return ",".join('"' + x.replace("\\", "").replace('"', "") + '"' for x in xs)
+
+    script = Path(tempfile.mkdtemp(prefix="m6rec-wrk-")) / "mix.lua"
+    script.write_text(WRK_SCRIPT % (lua_list(users), lua_list(items), key, write_share, seed))
+    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{int(duration)}s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True,
+                         check=True).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            raise RuntimeError(f"wrk output has no {label}% line:\n{out}")
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                     out)
+    errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return {"requests": total, "errors": errors, "seconds": round(duration, 1),
+            "req_per_s": round((total - errors) / duration, 1),
+            "p50_ms": round(ms(50), 2), "p90_ms": round(ms(90), 2), "p99_ms": round(ms(99), 2),
+            "clients": clients, "generator": "wrk", "wrk_output": out}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-dir", required=True)
@@ -112,6 +167,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--rate", type=float, default=None, help="offered req/s (default: closed loop)")
+    ap.add_argument("--generator", choices=["auto", "wrk", "httpx"], default="auto",
+                    help="auto: wrk when installed and no --rate, else httpx")
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--name", default="serve_load")
     args = ap.parse_args()
@@ -127,20 +184,34 @@ def main() -> None:
         ds = load_dataset(info["dataset"]) if info["dataset"] in ("ml-100k",) else None
         users = ([str(u) for u in ds.user_ids] if ds is not None else [f"u{k}" for k in range(100)])
         items = [str(i) for i in ds.item_ids] if ds is not None else []
+        gen = args.generator
+        if gen == "auto":
+            import shutil
+
+            gen = "wrk" if shutil.which("wrk") and args.rate is None else "httpx"
+        if gen == "wrk" and args.rate is not None:
+            raise SystemExit("--rate needs --generator httpx (wrk runs closed loop)")
         if args.warmup:
             run_load(srv.url, srv.api_key, users, items, args.clients, args.procs, args.warmup)
-        res = run_load(srv.url, srv.api_key, users, items, args.clients, args.procs,
-                       args.duration, rate=args.rate, server=srv)
+        cpu0 = srv.cpu_seconds()
+        if gen == "wrk":
+            res = run_wrk(srv.url, srv.api_key, users, items, args.clients, args.duration)
+        else:
+            res = run_load(srv.url, srv.api_key, users, items, args.clients, args.procs,
+                           args.duration, rate=args.rate, server=srv)
+            res["generator"] = "httpx"
+        res["server_cpu_ms_per_request"] = round(
+            1000 * (srv.cpu_seconds() - cpu0) / max(res["requests"], 1), 3)
         res.update({"model": info["model"], "dataset": info["dataset"], "index": info["index"],
                     "items": info["items"], "server_startup_s": round(srv.startup_s, 1),
                     "command": " ".join(sys.argv)})
-        if res["rss_mb"]:
+        if res.get("rss_mb"):
             first, last = res["rss_mb"][0][1], res["rss_mb"][-1][1]
             res["rss_growth_pct"] = round(100 * (last - first) / first, 2)
     finally:
         srv.stop()
     path = write_result(args.name, res)
-    summary = {k: v for k, v in res.items() if k != "rss_mb"}
+    summary = {k: v for k, v in res.items() if k not in ("rss_mb", "wrk_output")}
     print(summary)
     print(f"written {path}")
 
