@@ -276,25 +276,6 @@ class M6(SequentialRecommender):
         module.train(was)
         return out
 
-    def user_vectors(self, histories) -> np.ndarray:
-        """The user vectors that scores are dot products with, float32 [n, hidden]
-        (``scores = user_vectors(h) @ item_vectors().T``)."""
-        self._check_fitted()
-        inputs, mask, extras = self._inputs(histories)
-        module = self.module_
-        device = next(module.parameters()).device
-        was = module.training
-        module.eval()
-        try:
-            with torch.inference_mode():
-                h = module.encode(torch.as_tensor(inputs, device=device),
-                                  torch.as_tensor(mask, device=device),
-                                  {k: torch.as_tensor(v, device=device) for k, v in extras.items()})
-                out = h[:, -1].float().cpu().numpy()
-        finally:
-            module.train(was)
-        return out
-
     def encode_texts(self, texts: list[str], space: str = "item") -> np.ndarray:
         """Free texts (e.g. requests) read by the model's language model: ``space="lm"`` gives
         the LM's own L2-normalised encodings [n, D] (the space of ``item_text_``); ``"item"``

@@ -210,24 +210,47 @@ class SequentialRecommender(Recommender):
         return self._align(inputs, targets, mask, extras)
 
     # -- scoring ---------------------------------------------------------------------------------
+    def _encode_last(self, module, inputs: np.ndarray, mask: np.ndarray,
+                     extras: dict[str, np.ndarray]):
+        """The encoder state at each row's newest item: the user vector (a torch tensor; the
+        caller sets eval / inference mode)."""
+        import torch
+
+        device = next(module.parameters()).device
+        m = torch.as_tensor(mask, device=device)
+        h = module.encode(torch.as_tensor(inputs, device=device), m,
+                          {k: torch.as_tensor(v, device=device) for k, v in extras.items()})
+        if self.padding_side == "left":
+            return h[:, -1]
+        last = (m.sum(1) - 1).clamp(min=0)
+        return h[torch.arange(len(h), device=device), last]
+
+    def user_vectors(self, histories: Histories) -> np.ndarray:
+        """The user vectors that scores are dot products with, float32 [n, hidden]
+        (``scores = user_vectors(h) @ item table.T``)."""
+        import torch
+
+        self._check_fitted()
+        inputs, mask, extras = self._inputs(histories)
+        module = self.module_
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.inference_mode():
+                return self._encode_last(module, inputs, mask, extras).float().cpu().numpy()
+        finally:
+            module.train(was_training)
+
     def _score_rows(self, histories: Histories) -> np.ndarray:
         import torch
 
         inputs, mask, extras = self._inputs(histories)
         module = self.module_
-        device = next(module.parameters()).device
         was_training = module.training
         module.eval()
         try:
             with torch.inference_mode():
-                m = torch.as_tensor(mask, device=device)
-                h = module.encode(torch.as_tensor(inputs, device=device), m,
-                                  {k: torch.as_tensor(v, device=device) for k, v in extras.items()})
-                if self.padding_side == "left":
-                    user = h[:, -1]
-                else:
-                    last = (m.sum(1) - 1).clamp(min=0)
-                    user = h[torch.arange(len(h), device=device), last]
+                user = self._encode_last(module, inputs, mask, extras)
                 scores = user @ module.item_table().T
         finally:
             module.train(was_training)

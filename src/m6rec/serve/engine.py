@@ -152,15 +152,7 @@ class Engine:
         import torch
 
         with torch.inference_mode():
-            m = torch.as_tensor(mask)
-            out = module.encode(torch.as_tensor(inputs), m,
-                                {k: torch.as_tensor(v) for k, v in extras.items()})
-            if model.padding_side == "left":
-                user = out[:, -1]
-            else:
-                last = (m.sum(1) - 1).clamp(min=0)
-                user = out[torch.arange(len(out)), last]
-        return user.float().numpy()
+            return model._encode_last(module, inputs, mask, extras).float().numpy()
 
     @property
     def encoder(self):
