@@ -104,6 +104,9 @@ def main() -> None:
                     help="weight of the category match in the request match (0: text only)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/explain")
+    ap.add_argument("--service", action="store_true",
+                    help="also ask the service engine (m6rec serve's code path, in process, "
+                         "empty event store) the same requests, personalised and not")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from m6rec.models.io import load_model_dir
@@ -166,6 +169,10 @@ def main() -> None:
                                                                      for r in pids]))})
     summary_turns = {key: float(np.mean([t[key] for t in turns])) for key in turns[0]
                      if key.startswith(("precision", "personalised"))}
+    if args.service:
+        rows += service_rows(args, ds, users, cats)
+        for r in rows[-2:]:
+            print(json.dumps(r), flush=True)
     seconds = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,6 +193,39 @@ def main() -> None:
         f"{key} {v:.3f}" for key, v in summary_turns.items())]
     (out / "text_query.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def service_rows(args, ds, users: np.ndarray, cats: list[list[str]]) -> list[dict]:
+    """The same requests through `m6rec.serve.engine.Engine` (what ``GET
+    /users/{id}/recommendations?query=...`` runs): a user unknown to the store (request
+    only) and the sampled users (history + request, the engine's ``query_weight``)."""
+    import tempfile
+
+    from m6rec.serve.engine import Engine, RecRequest
+    from m6rec.storage import open_store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{tmp}/events.db")
+        engine = Engine(args.model_dir, store, data=args.data)
+        try:
+            alone, personal, overlaps = [], [], []
+            for q, g in REQUESTS:
+                got = engine.recommend_many([RecRequest("__nobody__", args.k, (), q)] + [
+                    RecRequest(str(ds.user_ids[u]), args.k, (), q) for u in users])
+                lists = [np.array([engine.item_pos[it["item_id"]] for it in r["items"]])
+                         for r in got]
+                alone.append(precision(lists[0], g, cats))
+                personal.append(float(np.mean([precision(x, g, cats) for x in lists[1:]])))
+                overlaps.append(overlap(lists[1:]))
+        finally:
+            engine.close()
+            store.close()
+    return [{"space": "service", "setting": "request only", "weight": None,
+             "precision": float(np.mean(alone)), "min_precision": float(np.min(alone)),
+             "overlap": 1.0, "distinct": None},
+            {"space": "service", "setting": "personalised", "weight": engine.query_weight,
+             "precision": float(np.mean(personal)), "min_precision": float(np.min(personal)),
+             "overlap": float(np.mean(overlaps)), "distinct": None}]
 
 
 if __name__ == "__main__":

@@ -54,26 +54,45 @@ def query_scores(model: Any, queries: Sequence[str], decay: float = 0.5, space: 
         raise ValueError(f"query space must be one of {', '.join(QUERY_SPACES)}, got {space!r}")
     if not 0.0 <= attributes <= 1.0:
         raise ValueError(f"query attributes weight must be in [0, 1], got {attributes!r}")
-    w = turn_weights(len(queries), decay)
     if space == "lm":
         items = np.asarray(model.item_text_, dtype=np.float32)
-        q = model.encode_texts(queries, space="lm")
+        q = ql = model.encode_texts(queries, space="lm")
     else:
         items = model.item_vectors()
         q = model.encode_texts(queries, space="item")
+        ql = None
+    cat, vocab = (dataset.category_matrix() if dataset is not None and attributes > 0
+                  else (None, []))
+    if len(vocab) and cat.shape[0] == items.shape[0]:
+        ql = model.encode_texts(queries, space="lm") if ql is None else ql
+        vocab_lm = model.encode_texts(vocab, space="lm")
+    else:
+        cat, vocab_lm = None, None
+    return text_match(q, items, decay, cat, ql, vocab_lm, attributes)
+
+
+def text_match(q: np.ndarray, items: np.ndarray, decay: float = 0.5, categories: Any = None,
+               q_lm: np.ndarray | None = None, vocab_lm: np.ndarray | None = None,
+               attributes: float = 0.5) -> np.ndarray:
+    """The request match of `query_scores` from vectors, float32 [n_items].
+
+    ``q`` [T, d]: the turns (oldest first) in the space of ``items`` [n_items, d] (cosine);
+    ``categories``: sparse [n_items, n_categories] item-category matrix (or None), matched
+    through ``q_lm`` [T, d_lm] against the category names' LM vectors ``vocab_lm``
+    [n_categories, d_lm]: each item takes its best-matching category (items without one take
+    the worst), and the two parts are mixed ``(1 - attributes) * z(text) + attributes *
+    z(category)``. The service calls this with its live catalogue (posted items included)."""
+    w = turn_weights(len(q), decay)
     match = _z(_unit(q) @ _unit(items).T)  # [T, n_items]
-    if dataset is not None and attributes > 0:
-        cat, vocab = dataset.category_matrix()
-        if len(vocab) and cat.shape[0] == match.shape[1]:
-            ql = q if space == "lm" else model.encode_texts(queries, space="lm")
-            per_cat = _unit(ql) @ _unit(model.encode_texts(vocab, space="lm")).T  # [T, n_cats]
-            best = np.zeros(match.shape)
-            coo = cat.tocoo()
-            for t in range(len(queries)):
-                b = np.full(cat.shape[0], -1.0)
-                np.maximum.at(b, coo.row, per_cat[t, coo.col])
-                best[t] = np.where(b > -1.0, b, per_cat[t].min())  # no category: worst
-            match = (1.0 - attributes) * match + attributes * _z(best)
+    if categories is not None and attributes > 0 and vocab_lm is not None and len(vocab_lm):
+        per_cat = _unit(q_lm) @ _unit(vocab_lm).T  # [T, n_cats]
+        best = np.zeros(match.shape)
+        coo = categories.tocoo()
+        for t in range(len(q)):
+            b = np.full(categories.shape[0], -1.0)
+            np.maximum.at(b, coo.row, per_cat[t, coo.col])
+            best[t] = np.where(b > -1.0, b, per_cat[t].min())  # no category: worst
+        match = (1.0 - attributes) * match + attributes * _z(best)
     return (w @ match).astype(np.float32)
 
 
@@ -134,13 +153,13 @@ def recommend_for_user(model: Any, dataset: Dataset, user_id: str | None, k: int
             if queries:
                 d["query_match"] = round(float(match[i]), 4)
                 req = queries[-1]
-                d["because"] = d["sentence"] = _with_request(d["sentence"], req, len(history) > 0)
+                d["because"] = d["sentence"] = request_sentence(d["sentence"], req, len(history) > 0)
             it.update(d)
     return {"user_id": None if user_id is None else str(user_id), "strategy": strategy,
             "items": items}
 
 
-def _with_request(text: str, request: str, personal: bool) -> str:
+def request_sentence(text: str, request: str, personal: bool) -> str:
     if not personal:
         return f'Matches your request "{request}".'
     return f'{text.rstrip(".")}; matches your request "{request}".'

@@ -80,6 +80,45 @@ def test_query_steers_and_cold_start(client):
     assert ids(steered) != ids(recs(client, "u0", k=3))
 
 
+def test_conversation_latest_turn_weighs_most(client):
+    baking, space = "baking bread cake recipes", "galaxy rocket stars planets"
+    assert all(i.startswith("s") for i in ids(recs(client, "nobody", k=4,
+                                                   query=[baking, space])))
+    assert all(i.startswith("k") for i in ids(recs(client, "nobody", k=4,
+                                                   query=[space, baking])))
+    # a space fan: the conversation ending in baking brings more baking than the reverse
+    got = recs(client, "u0", k=6, query=[space, baking], explain="true")
+    other = recs(client, "u0", k=6, query=[baking, space])
+    assert got["strategy"] == "history+query"
+    n_k = sum(i.startswith("k") for i in ids(got))
+    assert n_k > sum(i.startswith("k") for i in ids(other)), (ids(got), ids(other))
+    for it in got["items"]:
+        assert f'matches your request "{baking}"' in it["because"]
+        assert isinstance(it["query_match"], float)
+    r = client.get("/users/u0/recommendations", params={"query": ["x"] * 11})
+    assert r.status_code == 422, r.text  # at most 10 turns
+
+
+def test_explanations_are_measured_on_the_model(client):
+    got = recs(client, "u0", k=3, explain="true")
+    seen = {h["item_id"] for h in client.get("/users/u0/history").json()["items"]}
+    for it in got["items"]:
+        assert it["method"] == "leave-one-out"
+        cited = it["history"]
+        assert cited and {h["item_id"] for h in cited} <= seen
+        assert all(h["delta"] > 0 for h in cited)  # removing a cited item lowers the score
+        assert [h["delta"] for h in cited] == sorted((h["delta"] for h in cited), reverse=True)
+        assert it["because"].startswith("Because you ")
+        assert cited[0]["title"] in it["because"]
+    # a posted item (outside the dataset the explainer was built on) is explained too
+    r = client.post("/items", json={"item_id": "new-x", "title": "galaxy rocket voyage stars",
+                                    "categories": ["Sci-Fi"]}, headers=KEY)
+    assert r.status_code == 201, r.text
+    got = recs(client, "u0", k=5, explain="true")
+    assert "new-x" in ids(got)
+    assert all(it["because"] for it in got["items"])
+
+
 def test_profile_cold_start(client):
     r = client.put("/users/newchef/profile", json={"profile": {"occupation": "kitchen baking"}},
                    headers=KEY)

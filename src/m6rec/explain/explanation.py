@@ -76,6 +76,10 @@ class Explainer:
         whole history (up to 1000 items)
     min_category_share : categories carrying less of the positive drops are not mentioned
     kg_relations : most KG relations per item (0: none)
+
+    ``item_ids``, ``titles`` and ``categories`` (lists indexed by item) start as the dataset's;
+    a caller whose catalogue grows (the service, with posted items) may point them at its own
+    lists, as long as the model's item indices follow the same order.
     """
 
     def __init__(self, model: Any, dataset: Dataset, top: int = 3, max_history: int | None = None,
@@ -88,6 +92,7 @@ class Explainer:
         self.top, self.max_history = int(top), int(max_history)
         self.min_category_share = float(min_category_share)
         self.kg_relations = int(kg_relations)
+        self.item_ids: list[str] = [str(i) for i in dataset.item_ids]
         self.titles = [str(t) for t in dataset.titles()]
         self.categories = dataset.item_categories()
         self._kg: KGRelations | None = None
@@ -107,7 +112,7 @@ class Explainer:
         indices, oldest first) is ``history``."""
         history = np.asarray(history, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
-        ids = self.dataset.item_ids
+        ids = self.item_ids
         if len(history) == 0:
             sc = np.zeros(len(items)) if scores is None else np.asarray(scores, np.float64)
             return [Explanation(str(ids[i]), self.titles[i], float(s), "none",
@@ -128,7 +133,7 @@ class Explainer:
         return hist, contrib, full
 
     def _one(self, item: int, hist: np.ndarray, c: np.ndarray, score: float) -> Explanation:
-        ids, titles = self.dataset.item_ids, self.titles
+        ids, titles = self.item_ids, self.titles
         pos = np.clip(c, 0, None)
         total = float(pos.sum())
         order = [j for j in np.argsort(-c, kind="stable")[: self.top] if c[j] > 0]

@@ -106,10 +106,14 @@ class KGRelations:
 
     def related(self, item: int, others: np.ndarray | list[int], top: int = 2) -> list[Relation]:
         """The most telling relations of ``item`` to any of ``others`` (in their order of
-        preference), at most one per other item and ``top`` in all."""
+        preference), at most one per other item and ``top`` in all. Items outside the
+        dataset's catalogue (posted to the service later) have no KG facts."""
         found = []
+        n = len(self.facts)
+        if not 0 <= item < n:
+            return []
         for pos, o in enumerate(int(x) for x in others):
-            if o == item:
+            if o == item or not 0 <= o < n:
                 continue
             rel = self.between(item, o)
             if rel:

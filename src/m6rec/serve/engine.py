@@ -38,8 +38,15 @@ class RecRequest:
     user_id: str
     k: int = 10
     exclude: tuple[str, ...] = ()
-    query: str | None = None
+    query: str | tuple[str, ...] | None = None
     explain: bool = False
+
+    @property
+    def turns(self) -> tuple[str, ...]:
+        """The request(s) of a conversation, oldest first, blanks dropped (``query`` may be one
+        string or several turns)."""
+        q = (self.query,) if isinstance(self.query, str) else tuple(self.query or ())
+        return tuple(t.strip() for t in q if t and t.strip())
 
 
 class NotFound(LookupError):
@@ -61,13 +68,16 @@ class Engine:
     index, faiss_threshold : see `m6rec.index.build_index`
     pseudonymise_key : HMAC key for user ids at ingestion (None: ids are stored as given)
     history_limit : newest stored events read per user
-    query_weight : weight of a free-text query against the user's own vector
+    query_weight, query_decay, query_attributes : free-text requests, as in
+        `m6rec.recommend`: ``z(user scores) + query_weight * z(request match)``, turns weighted
+        ``query_decay ** age``, the match mixing item text and categories (``query_attributes``)
     """
 
     def __init__(self, model_dir: str | Path, store: Store, data: str | None = None,
                  index: str = "auto", faiss_threshold: int = 50_000,
                  pseudonymise_key: str | None = None, history_limit: int = 500,
-                 query_weight: float = 1.0):
+                 query_weight: float = 1.0, query_decay: float = 0.5,
+                 query_attributes: float = 0.5):
         from m6rec.config import Settings
         from m6rec.data import load_dataset
         from m6rec.models.io import load_model_dir
@@ -76,6 +86,8 @@ class Engine:
         self.store = store
         self.history_limit = history_limit
         self.query_weight = query_weight
+        self.query_decay = query_decay
+        self.query_attributes = query_attributes
         self._key = pseudonymise_key.encode() if pseudonymise_key else None
         self.loaded_at = time.time()
         _, meta = load_model_dir(self.model_dir)  # checks the directory, says what it holds
@@ -105,6 +117,10 @@ class Engine:
                                                                       "item_table")
         self.text_mode = bool(self.model.reads_text and self.vector_mode)
         self._encoder = None
+        self._explainer = None
+        self._categories_cache: tuple[tuple[int, int], Any, list[str]] | None = None
+        self._categories_version = 0
+        self._vocab_lm: dict[str, np.ndarray] = {}
         if self.vector_mode:
             self._init_vectors(index, faiss_threshold)
         for it in store.all_items():  # items posted earlier (also by other replicas)
@@ -127,6 +143,8 @@ class Engine:
         self.sim_index = build_index(table / np.maximum(norms, 1e-12), kind=index,
                                      threshold=faiss_threshold)
         self._table = torch.as_tensor(table)
+        if self.text_mode:  # the LM's own item encodings (request matching), posted items too
+            self._lm = np.array(self.model.item_text_, dtype=np.float32, copy=True)
         self._tls = threading.local()
         # the module reads its item table (base + posted items) from here from now on; one
         # request sees one table even while an item is being added (its pad index depends on it)
@@ -237,10 +255,10 @@ class Engine:
             cats = item.fields.get("categories") or []
             if isinstance(cats, str):
                 cats = [c.strip() for c in cats.replace("|", ",").split(",") if c.strip()]
-            vec = None
+            vec = lm = None
             if self.text_mode:
                 text = self._item_text(item)
-                vec = self._item_vector(pos, text)
+                vec, lm = self._item_vector(pos, text)
             new = pos is None
             if new:
                 if not self.text_mode:
@@ -254,6 +272,7 @@ class Engine:
                 self.titles.append(title)
                 self.categories.append(list(cats))
                 self.item_ids.append(item.item_id)
+                self._lm_put(pos, lm)
                 self._extend_table(vec)
                 self.index.add(vec[None])
                 self.sim_index.add(_unit(vec)[None])
@@ -261,7 +280,9 @@ class Engine:
             else:
                 self.titles[pos] = title
                 self.categories[pos] = list(cats)
+                self._categories_version += 1
                 if vec is not None:
+                    self._lm_put(pos, lm)
                     self._table[pos] = _torch(vec)
                     self.index.update(pos, vec)
                     self.sim_index.update(pos, _unit(vec))
@@ -282,7 +303,8 @@ class Engine:
             one.__dict__.pop(cached, None)
         return item_texts(one, budget=getattr(self.model, "text_budget", 400))[0]
 
-    def _item_vector(self, pos: int | None, text: str) -> np.ndarray:
+    def _item_vector(self, pos: int | None, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """(item-space vector, LM encoding) of an item's text."""
         import torch
 
         module = self.model.module_
@@ -290,8 +312,13 @@ class Engine:
         if pos is not None and pos < self.n_base:  # a changed catalogue item keeps its ID part
             with torch.inference_mode():
                 module.item_text[pos] = torch.as_tensor(t[0])
-                return type(module).item_table(module)[pos].float().numpy()
-        return _adapt(module, t)[0]
+                return type(module).item_table(module)[pos].float().numpy(), t[0]
+        return _adapt(module, t)[0], t[0]
+
+    def _lm_put(self, pos: int, lm: np.ndarray) -> None:
+        if pos >= len(self._lm):  # grow by doubling; rows past the catalogue are never read
+            self._lm = np.concatenate([self._lm, np.zeros_like(self._lm)])
+        self._lm[pos] = lm
 
     def _extend_table(self, vec: np.ndarray) -> None:
         import torch
@@ -348,10 +375,13 @@ class Engine:
         return " ".join(f"{k}: {v}." for k, v in prof.items() if v not in (None, ""))
 
     def recommend(self, user_id: str, k: int = 10, exclude: list[str] | None = None,
-                  query: str | None = None, explain: bool = False) -> dict[str, Any]:
-        """``{"user_id", "strategy", "items": [{"item_id", "score", "title"[, "because"]}]}``."""
-        out = self.recommend_many([RecRequest(user_id, k, tuple(exclude or ()), query,
-                                              explain)])[0]
+                  query: str | list[str] | None = None, explain: bool = False) -> dict[str, Any]:
+        """``{"user_id", "strategy", "items": [{"item_id", "score", "title"[, explanation]}]}``.
+
+        ``query``: one free-text request or a conversation (a list, oldest first; the latest
+        weighs most)."""
+        q = query if query is None or isinstance(query, str) else tuple(query)
+        out = self.recommend_many([RecRequest(user_id, k, tuple(exclude or ()), q, explain)])[0]
         if isinstance(out, Exception):
             raise out
         return out
@@ -388,15 +418,18 @@ class Engine:
 
         Uses every event committed before the call; seen and excluded items are left out.
         Users with history: vector models encode all of them in one pass and search the index
-        once; other models score them in one call. Users without history get their query,
-        their profile text, or popular items.
+        once (a request with a free-text query scores the whole catalogue instead, to mix in
+        the request match); other models score them in one call. Users without history get
+        their query, their profile text, or popular items.
         """
+        from m6rec.recommend import steer
+
         out: list[Any] = [None] * len(requests)
         rows: list[tuple[int, RecRequest, int, np.ndarray, np.ndarray, np.ndarray,
                          np.ndarray]] = []
         for j, r in enumerate(requests):
             try:
-                if r.query and not self.text_mode:
+                if r.turns and not self.text_mode:
                     raise Unsupported(f"query needs a text model; the loaded model is "
                                       f"{self.model_name!r}")
                 u, items, ts, ev = self.history(r.user_id)
@@ -405,25 +438,30 @@ class Engine:
                 rows.append((j, r, u, items, ts, ev, ex))
             except (NotFound, Unsupported, ValueError) as e:
                 out[j] = e
-        queries = sorted({r.query for _, r, *_ in rows if r.query})
-        qvec = dict(zip(queries, self._text_to_item_space(queries), strict=True)) if queries \
-            else {}
-        n = len(self.item_ids)
+        table = self._table if self.vector_mode else None  # one catalogue for the whole batch
+        match: dict[tuple[str, ...], np.ndarray] = {}
+        for _, r, *_rest in rows:
+            if r.turns and r.turns not in match:
+                match[r.turns] = self._query_match(r.turns, len(table))
         found: dict[int, tuple[str, np.ndarray, np.ndarray, str]] = {}
         hist = [row for row in rows if len(row[3])]
         if hist and self.vector_mode:
             users = self._user_vectors(self._stack([(u, it, ts, ev)
                                                     for _, _, u, it, ts, ev, _ in hist]))
-            for x, (_, r, *_rest) in enumerate(hist):
-                if r.query:
-                    q = qvec[r.query]
-                    users[x] = users[x] + self.query_weight * q * (
-                        np.linalg.norm(users[x]) / max(np.linalg.norm(q), 1e-12))
-            ids, scores = self.index.search(users, max(r.k for _, r, *_ in hist),
-                                            exclude=[row[6] for row in hist])
-            for x, (j, r, *_rest) in enumerate(hist):
-                found[j] = ("history+query" if r.query else "history", ids[x, :r.k],
-                            scores[x, :r.k], "")
+            plain = [x for x, row in enumerate(hist) if not row[1].turns]
+            if plain:
+                ids, scores = self.index.search(users[plain], max(hist[x][1].k for x in plain),
+                                                exclude=[hist[x][6] for x in plain])
+                for y, x in enumerate(plain):
+                    j, r = hist[x][0], hist[x][1]
+                    found[j] = ("history", ids[y, :r.k], scores[y, :r.k], "")
+            steered = [x for x, row in enumerate(hist) if row[1].turns]
+            if steered:
+                full = users[steered] @ table.numpy().T
+                for y, x in enumerate(steered):
+                    j, r, ex = hist[x][0], hist[x][1], hist[x][6]
+                    s = steer(full[y][None], match[r.turns], self.query_weight)
+                    found[j] = ("history+query", *_top(s, ex, r.k), "")
         elif hist:
             base = [(u, it[it < self.n_base], ts[it < self.n_base], ev[it < self.n_base])
                     for _, _, u, it, ts, ev, _ in hist]
@@ -434,22 +472,24 @@ class Engine:
             ids, scores = topk(s, max(r.k for _, r, *_ in hist))
             for x, (j, r, *_rest) in enumerate(hist):
                 found[j] = ("history", ids[x, :r.k], scores[x, :r.k], "")
+        n = len(self.item_ids)
         for j, r, u, _, _, _, ex in rows:
             if j in found:
                 continue
-            profile = "" if r.query else self.profile_text(r.user_id, u)
-            if r.query or (profile and self.text_mode):
-                strategy = "query" if r.query else "profile"
-                vec = qvec[r.query] if r.query else self._text_to_item_space([profile])[0]
+            profile = "" if r.turns else self.profile_text(r.user_id, u)
+            if r.turns:
+                found[j] = ("query", *_top(match[r.turns][None], ex, r.k), "")
+            elif profile and self.text_mode:
+                vec = self._text_to_item_space([profile])[0]
                 # text matching: cosine, so items with an ID part (larger norms) do not crowd
                 # out items known by their text alone (new ones)
                 ids, scores = self.sim_index.search(_unit(vec)[None], r.k, exclude=[ex])
+                found[j] = ("profile", ids[0], scores[0], profile)
             else:
-                strategy = "popular"
                 s = self.popularity[:n].astype(np.float32).copy()
                 s[ex] = -np.inf
                 ids, scores = topk(s[None], r.k)
-            found[j] = (strategy, ids[0], scores[0], profile)
+                found[j] = ("popular", ids[0], scores[0], profile)
         for j, r, u, items, _, _, _ in rows:
             strategy, ids, scores, profile = found[j]
             keep = ids >= 0
@@ -457,17 +497,57 @@ class Engine:
             items_out = [{"item_id": self.item_ids[i], "score": float(s), "title": self.titles[i]}
                          for i, s in zip(ids, scores, strict=True)]
             if r.explain:
-                for it, why in zip(items_out, self._explain(strategy, u, items, ids, r.query,
-                                                            profile), strict=True):
+                whys = self._explain(strategy, items, ids, r.turns,
+                                     match.get(r.turns) if r.turns else None)
+                for it, why in zip(items_out, whys, strict=True):
                     it.update(why)
             out[j] = {"user_id": r.user_id, "strategy": strategy, "items": items_out}
         return out
+
+    # -- free-text requests ------------------------------------------------------------------
+    def _query_match(self, turns: tuple[str, ...], n: int) -> np.ndarray:
+        """The request match of every item (the first ``n``: one batch's catalogue), float32
+        [n]: `m6rec.recommend.text_match` over the live catalogue, posted items included."""
+        from m6rec.recommend import text_match
+
+        q = np.asarray(self.encoder.encode(list(turns)), dtype=np.float32)
+        cat, vocab = self._category_matrix(n)
+        vocab_lm = self._vocab_vectors(vocab) if vocab else None
+        return text_match(q, self._lm[:n], self.query_decay, cat if vocab else None, q, vocab_lm,
+                          self.query_attributes)
+
+    def _category_matrix(self, n: int):
+        """Sparse [n, n_categories] item-category matrix of the live catalogue, and the names."""
+        from scipy import sparse
+
+        key = (n, self._categories_version)
+        cached = self._categories_cache
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        cats = self.categories[:n]
+        vocab = sorted({c for cs in cats for c in cs})
+        col = {c: k for k, c in enumerate(vocab)}
+        rows = [i for i, cs in enumerate(cats) for _ in cs]
+        cols = [col[c] for cs in cats for c in cs]
+        m = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                              shape=(n, len(vocab)))
+        self._categories_cache = (key, m, vocab)
+        return m, vocab
+
+    def _vocab_vectors(self, vocab: list[str]) -> np.ndarray:
+        missing = [c for c in vocab if c not in self._vocab_lm]
+        if missing:
+            for c, v in zip(missing, self.encoder.encode(missing), strict=True):
+                self._vocab_lm[c] = np.asarray(v, np.float32)
+        return np.stack([self._vocab_lm[c] for c in vocab])
 
     # -- explanations ------------------------------------------------------------------------
     def _scorer(self):
         engine = self
 
-        class _Scores:  # the `score(histories, items)` that history_contributions calls
+        class _Scores:  # the `score(histories, items)` that the explainer calls
+            max_len = getattr(engine.model, "max_len", None)
+
             def score(self, h: Histories, item_idx: np.ndarray) -> np.ndarray:
                 if engine.vector_mode:
                     return engine._user_vectors(h) @ engine.index.vectors(item_idx).T
@@ -475,44 +555,46 @@ class Engine:
 
         return _Scores()
 
-    def _explain(self, strategy: str, u: int, history: np.ndarray, ids: np.ndarray,
-                 query: str | None, profile: str) -> list[dict[str, Any]]:
-        from m6rec.explain.contributions import history_contributions
+    @property
+    def explainer(self):
+        """`m6rec.explain.Explainer` over the live catalogue (KG relations from the dataset)."""
+        if self._explainer is None:
+            from m6rec.explain import Explainer
+
+            ex = Explainer(self._scorer(), self.dataset, top=2)
+            ex.item_ids, ex.titles, ex.categories = self.item_ids, self.titles, self.categories
+            self._explainer = ex
+        return self._explainer
+
+    def _explain(self, strategy: str, history: np.ndarray, ids: np.ndarray,
+                 turns: tuple[str, ...], match: np.ndarray | None) -> list[dict[str, Any]]:
+        """Per item: the `m6rec.explain.Explanation` fields (``because`` = its sentence);
+        with a request, its match and the request in the sentence."""
+        from m6rec.recommend import request_sentence
 
         if strategy == "popular":
-            return [{"because": "popular with other users", "history": []} for _ in ids]
-        if strategy in ("query", "profile"):
-            what = f'your request "{query}"' if query else "your profile"
-            return [{"because": f"its text matches {what}", "history": []} for _ in ids]
-        hist = history if self.vector_mode else history[history < self.n_base]
-        ok = ids < self.n_base if not self.vector_mode else np.ones(len(ids), bool)
-        hist_idx, contrib = history_contributions(self._scorer(), hist, ids[ok])
-        out = []
-        col = 0
-        for i, good in zip(ids, ok, strict=True):
-            if not good:
-                out.append({"because": "", "history": []})
-                continue
-            c = contrib[:, col]
-            col += 1
-            pos = np.clip(c, 0, None)
-            total = float(pos.sum())
-            order = [j for j in np.argsort(-c, kind="stable")[:2] if c[j] > 0]
-            cited = [int(hist_idx[j]) for j in order]
-            shared = sorted(set(self.categories[int(i)])
-                            & {g for j in cited for g in self.categories[j]})
-            if cited:
-                because = "because you liked " + " and ".join(f'"{self.titles[j]}"' for j in cited)
-                if shared:
-                    because += f"; shares {', '.join(shared[:3])}"
-            else:
-                because = "fits your history as a whole"
-            if query:
-                because += f'; steered by your request "{query}"'
-            out.append({"because": because, "shared_categories": shared, "history": [
-                {"item_id": self.item_ids[j], "title": self.titles[j],
-                 "share": round(float(c[jj] / total), 4) if total > 0 else 0.0}
-                for jj, j in zip(order, cited, strict=True)]})
+            return [{"because": "Popular with other users.", "sentence": "Popular with other "
+                     "users.", "method": "none", "history": []} for _ in ids]
+        if strategy == "profile":
+            return [{"because": "Its text matches your profile.", "method": "profile",
+                     "history": []} for _ in ids]
+        out: list[dict[str, Any]] = [{} for _ in ids]
+        if strategy in ("history", "history+query"):
+            hist = history if self.vector_mode else history[history < self.n_base]
+            ok = ids < self.n_base if not self.vector_mode else np.ones(len(ids), bool)
+            for x, e in zip(np.flatnonzero(ok), self.explainer.explain(hist, ids[ok]),
+                            strict=True):
+                out[x] = e.to_dict()
+            for x in np.flatnonzero(~ok):
+                out[x] = {"because": "", "method": "none", "history": []}
+        if turns:
+            for x, i in enumerate(ids):
+                d = out[x]
+                d["query_match"] = round(float(match[i]), 4)
+                d["because"] = d["sentence"] = request_sentence(d.get("sentence", ""), turns[-1],
+                                                             strategy == "history+query")
+                d.setdefault("history", [])
+                d.setdefault("method", "query")
         return out
 
     # -- similarity --------------------------------------------------------------------------
@@ -571,6 +653,14 @@ class Engine:
                 "users": self.dataset.n_users,
                 "index": self.index.kind if self.vector_mode else "dense-scores",
                 "reads_text": self.text_mode, "loaded_at": self.loaded_at}
+
+
+def _top(s: np.ndarray, exclude: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` (ids, scores) of one score row [1, n] with ``exclude`` left out."""
+    s = np.array(s, dtype=np.float32, copy=True)
+    s[0, exclude[exclude < s.shape[1]]] = -np.inf
+    ids, scores = topk(s, k)
+    return ids[0], scores[0]
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -61,16 +61,34 @@ class ItemAck(BaseModel):
 class Cited(BaseModel):
     item_id: str
     title: str
+    share: float = Field(description="share of the positive score drops (leave-one-out)")
+    delta: float | None = Field(None, description="score drop when this item alone is removed")
+
+
+class CategoryShare(BaseModel):
+    name: str
     share: float
+
+
+class Relation(BaseModel):
+    role: str = Field(description="knowledge-graph relation, e.g. director, actor, sequel")
+    item_id: str
+    title: str
+    count: int | None = None
+    phrase: str
 
 
 class RecItem(BaseModel):
     item_id: str
     score: float
     title: str
-    because: str | None = None
+    because: str | None = Field(None, description="the explanation as a sentence")
+    method: str | None = Field(None, description="leave-one-out | profile | query | none")
     shared_categories: list[str] | None = None
+    categories: list[CategoryShare] | None = None
+    relations: list[Relation] | None = None
     history: list[Cited] | None = None
+    query_match: float | None = Field(None, description="standardised match to the request")
 
 
 class Recommendations(BaseModel):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import StringConstraints
 
 from m6rec.serve.batching import BatcherClosed
 from m6rec.serve.deps import EngineDep, SettingsDep, check_k, require_api_key
@@ -25,21 +27,24 @@ async def recommendations(
     k: int = Query(10, ge=1, description="List length."),
     exclude: str | None = Query(None, max_length=10_000,
                                 description="Comma-separated item ids to leave out."),
-    query: str | None = Query(None, min_length=1, max_length=500,
-                              description="Free text that steers the result (text models)."),
+    query: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] | None = Query(
+        None, max_length=10,
+        description="Free text that steers the result (text models). Repeat it for a "
+                    "conversation (oldest first, the last request weighs most)."),
     explain: bool = Query(False, description="Say why each item was chosen."),
 ) -> JSONResponse:
     """Top-k from every event committed before this request; seen and excluded items left out.
     Users without events get results from ``query``, their profile text, or popularity."""
     check_k(k, settings)
     ex = tuple(x.strip() for x in exclude.split(",") if x.strip()) if exclude else ()
-    request = RecRequest(user_id, k, ex, query, explain)
+    turns = tuple(query) if query else None
+    request = RecRequest(user_id, k, ex, turns, explain)
     try:  # answered together with the requests that arrive meanwhile (serve/batching.py)
         future = engine.submit(request)
     except BatcherClosed:  # this engine was swapped out by a reload just now: answer directly
         future = None
     if future is None:
-        result = await run_in_threadpool(engine.recommend, user_id, k, list(ex), query, explain)
+        result = await run_in_threadpool(engine.recommend, user_id, k, list(ex), turns, explain)
     else:
         result = await asyncio.wrap_future(future)
     # the engine builds exactly the documented shape: skip re-validating it (the hot path)
