@@ -490,7 +490,7 @@ class Engine:
                 s[ex] = -np.inf
                 ids, scores = topk(s[None], r.k)
                 found[j] = ("popular", ids[0], scores[0], profile)
-        for j, r, u, items, _, _, _ in rows:
+        for j, r, _, items, _, _, _ in rows:
             strategy, ids, scores, profile = found[j]
             keep = ids >= 0
             ids, scores = ids[keep], scores[keep]

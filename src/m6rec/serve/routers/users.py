@@ -17,6 +17,7 @@ from m6rec.serve.schemas import History, ProfileIn, Recommendations, SimilarUser
 
 router = APIRouter(prefix="/users", tags=["users"])
 UserId = Path(min_length=1, max_length=256)
+Turn = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 
 @router.get("/{user_id}/recommendations", response_model=Recommendations,
@@ -27,10 +28,10 @@ async def recommendations(
     k: int = Query(10, ge=1, description="List length."),
     exclude: str | None = Query(None, max_length=10_000,
                                 description="Comma-separated item ids to leave out."),
-    query: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] | None = Query(
-        None, max_length=10,
+    query: Annotated[list[Turn] | None, Query(
+        max_length=10,
         description="Free text that steers the result (text models). Repeat it for a "
-                    "conversation (oldest first, the last request weighs most)."),
+                    "conversation (oldest first, the last request weighs most).")] = None,
     explain: bool = Query(False, description="Say why each item was chosen."),
 ) -> JSONResponse:
     """Top-k from every event committed before this request; seen and excluded items left out.
