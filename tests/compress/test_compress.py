@@ -116,6 +116,23 @@ def test_distilled_student_is_smaller_and_learns(teacher, checkerboard):
     assert _top1(c, checkerboard) >= 0.9
 
 
+@pytest.mark.parametrize("tune", [True, False])
+def test_student_tunes_its_copy_of_the_tables_only_when_asked(teacher, checkerboard, tune):
+    from m6rec.compress.frozen import freeze
+
+    c = _compact(teacher, checkerboard, student="width=8,n_layers=1,inner=8,n_heads=1",
+                 epochs=3, lr=1e-2, tune_tables=tune)
+    full = freeze(teacher)
+    same = [bool(torch_equal(c.module_.table, full.table)),
+            bool(torch_equal(c.module_.profile_vecs, full.profile_vecs))]
+    assert same == [not tune, not tune]
+    assert bool(torch_equal(freeze(teacher).table, full.table))  # the teacher is untouched
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a.detach() == b.detach()).all())
+
+
 @pytest.mark.parametrize("spec", ["width=0", "depth=2", "width=6,n_heads=4", "width=x"])
 def test_bad_student_spec(teacher, checkerboard, spec):
     with pytest.raises(ValueError, match="student"):

@@ -40,6 +40,9 @@ class CompactM6(M6Inputs, Recommender):
         followed by ``epochs`` of fine-tuning; pruned matrices are stored sparse.
     student : str
         Distil into a smaller encoder, e.g. ``"width=32,n_layers=1,inner=64"`` ("" = none).
+    tune_tables : bool
+        The student fine-tunes its copy of the teacher's item and profile tables (False: they
+        stay fixed and only the student's encoder learns).
     epochs, lr, batch_size, patience :
         Fine-tuning / distillation training (early stopping on the validation set when given).
     temperature, alpha :
@@ -54,7 +57,7 @@ class CompactM6(M6Inputs, Recommender):
 
     def __init__(self, teacher: str = "m6", table_dtype: str = "fp32",
                  encoder_dtype: str = "fp32", sparsity: float = 0.0, student: str = "",
-                 epochs: int = 5, lr: float = 1e-3, batch_size: int = 64, patience: int = 3,
+                 tune_tables: bool = True, epochs: int = 5, lr: float = 1e-3, batch_size: int = 64, patience: int = 3,
                  temperature: float = 2.0, alpha: float = 0.5, dropout: float = 0.1,
                  random_state: int = 0, verbose: bool = False):
         self.teacher = teacher
@@ -62,6 +65,7 @@ class CompactM6(M6Inputs, Recommender):
         self.encoder_dtype = encoder_dtype
         self.sparsity = sparsity
         self.student = student
+        self.tune_tables = tune_tables
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -137,14 +141,15 @@ class CompactM6(M6Inputs, Recommender):
         if self.student:
             arch = student_arch(module.arch, self.student)
             with seeded(int(self.random_state)):
-                student = new_student(module, arch, float(self.dropout))
+                student = new_student(module, arch, float(self.dropout),
+                                      bool(self.tune_tables))
             self.arch_ = arch
             self.history_ += train_frozen(self, student, dataset, valid, teacher=module,
                                           temperature=float(self.temperature),
                                           alpha=float(self.alpha), **train)
             module = student
         if self.sparsity:
-            if self.student:  # the student's fixed tables are not pruned
+            if self.student:  # prune the student's tables too, even when they were fixed
                 module.table.requires_grad_(True)
                 module.profile_vecs.requires_grad_(True)
             masks = global_magnitude_masks(module, float(self.sparsity))

@@ -2,8 +2,9 @@
 distillation of a small student from the teacher's scores (Hinton et al., "Distilling the
 Knowledge in a Neural Network", 2015): at every position of every training window the student
 matches the teacher's softmax over the whole catalogue (temperature ``T``), mixed with the usual
-next-item cross-entropy (weight ``alpha``). The student reads and scores the teacher's item
-vectors (kept fixed), so only its user encoder is learned."""
+next-item cross-entropy (weight ``alpha``). The student starts from a copy of the teacher's item
+vectors and profile vectors, reads and scores them, and by default fine-tunes that copy along
+with its own user encoder (``tune_tables``; frozen otherwise)."""
 
 from __future__ import annotations
 
@@ -38,14 +39,16 @@ def student_arch(teacher_arch: dict[str, Any], spec: str) -> dict[str, Any]:
     return arch
 
 
-def new_student(teacher: FrozenM6, arch: dict[str, Any], dropout: float) -> FrozenM6:
-    """A randomly initialised student holding the teacher's (fixed) item and profile tables."""
+def new_student(teacher: FrozenM6, arch: dict[str, Any], dropout: float,
+                tune_tables: bool = True) -> FrozenM6:
+    """A randomly initialised student encoder holding a copy of the teacher's item and profile
+    tables (trainable when ``tune_tables``, fixed otherwise)."""
     student = FrozenM6(arch, dropout=dropout, attn_dropout=dropout)
     with torch.no_grad():
         student.table.copy_(teacher.table)
         student.profile_vecs.copy_(teacher.profile_vecs)
-    student.table.requires_grad_(False)
-    student.profile_vecs.requires_grad_(False)
+    student.table.requires_grad_(bool(tune_tables))
+    student.profile_vecs.requires_grad_(bool(tune_tables))
     return student
 
 
