@@ -126,3 +126,35 @@ def test_unsupported_policies(checkerboard):
         Updater(model, checkerboard, "finetune:10")
     with pytest.raises(ValueError, match="cannot score new items"):
         Updater(model, checkerboard, "foldin").add_items(pd.DataFrame({"item_id": ["x"]}))
+
+
+def _weighted_ease(ds, reg, half_life):
+    """EASE solved from scratch on rows weighted by 2^-((now - user's newest event) / h)."""
+    inter = ds.inter
+    last = inter.groupby("user_idx")["timestamp"].max().reindex(range(ds.n_users)).to_numpy()
+    w = np.exp2(-(inter["timestamp"].max() - last) / half_life)
+    x = ds.csr().toarray().astype(np.float64)
+    g = (x * w[:, None]).T @ x + reg * np.eye(ds.n_items)
+    p = np.linalg.inv(g)
+    b = p / (-np.diag(p))[None, :]
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def test_ease_recency_foldin_is_exact(checkerboard):
+    first, rest = _first_part(checkerboard)
+    model = build_model("ease", reg=50.0).fit(first)
+    h = 200.0  # timestamps run 0..1250: old users weigh up to ~2^-6
+    upd = Updater(model, first, "foldin", half_life=h)
+    for start in range(0, len(rest), 113):
+        new, _ = upd.update_indices(rest.iloc[start:start + 113])
+    np.testing.assert_allclose(new.weights_, _weighted_ease(checkerboard, 50.0, h),
+                               rtol=1e-4, atol=1e-5)
+    uniform = build_model("ease", reg=50.0).fit(checkerboard).weights_
+    assert np.abs(new.weights_ - uniform).max() > 1e-2  # the weighting changes the model
+    # a half-life far longer than the data = the uniform fold-in
+    upd = Updater(model, first, "foldin", half_life=1e12)
+    far, _ = upd.update_indices(rest)
+    np.testing.assert_allclose(far.weights_, uniform, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="half_life"):
+        Updater(build_model("pop").fit(first), first, "foldin", half_life=h)

@@ -57,8 +57,9 @@ class FoldIn:
         raise NotImplementedError
 
 
-def make_foldin(model: Recommender, dataset: Dataset) -> FoldIn:
-    """The fold-in of ``model`` (ValueError for models that have none)."""
+def make_foldin(model: Recommender, dataset: Dataset, half_life: float = 0.0) -> FoldIn:
+    """The fold-in of ``model`` (ValueError for models that have none). ``half_life``
+    (seconds, 0 = none): recency weighting of users, for ``ease`` only (`EaseFoldIn`)."""
     kinds: dict[str, type[FoldIn]] = {
         "ease": EaseFoldIn, "itemknn": ItemKNNFoldIn, "userknn": RefitFoldIn, "pop": RefitFoldIn,
         "als": ALSFoldIn, "puresvd": PureSVDFoldIn, "bpr": BPRFoldIn}
@@ -66,6 +67,11 @@ def make_foldin(model: Recommender, dataset: Dataset) -> FoldIn:
         raise ValueError(f"model {model.name!r} has no fold-in (models with one: "
                          f"{', '.join(FOLDIN_MODELS)}); sequential models learn new events "
                          "with the finetune policy")
+    if half_life:
+        if half_life < 0 or model.name != "ease":
+            raise ValueError(f"half_life must be > 0 and applies to ease only, got "
+                             f"{half_life!r} for {model.name!r}")
+        return EaseFoldIn(model, dataset, half_life=half_life)
     return kinds[model.name](model, dataset)
 
 
@@ -98,13 +104,41 @@ class RefitFoldIn(FoldIn):
 
 
 class EaseFoldIn(FoldIn):
-    def __init__(self, model: Recommender, dataset: Dataset):
+    """Exact incremental Gram matrix. With ``half_life`` (seconds, > 0) each user's row is
+    weighted by ``2 ** -((now - t_u) / half_life)``, ``t_u`` = the user's newest event and
+    ``now`` = the newest event seen (a recency-weighted EASE: users active lately count more);
+    the decay stays exact across updates (all weights scale by the same factor, touched users'
+    rows are swapped with their new weights)."""
+
+    def __init__(self, model: Recommender, dataset: Dataset, half_life: float = 0.0):
         super().__init__(model, dataset)
+        self.half_life = float(half_life)
         x = dataset.csr().astype(np.float64)
+        if self.half_life > 0:
+            self.now, self.last = _last_event(dataset)
+            x = sp.diags(np.sqrt(self._weights(self.last))) @ x
         self.gram = np.asarray((x.T @ x).todense(), dtype=np.float64)
 
+    def _weights(self, last: np.ndarray) -> np.ndarray:
+        return np.exp2(-(self.now - last) / self.half_life)
+
     def apply(self, model, before, after, users):
-        self.gram += _delta_gram(before, after, users).toarray()
+        if self.half_life > 0:
+            now, last = _last_event(after)
+            known = users < len(self.last)  # users new in `after` had no row before
+            w_old = np.zeros(len(users))
+            w_old[known] = np.exp2(-(now - self.last[users[known]]) / self.half_life)
+            self.gram *= np.exp2(-(now - self.now) / self.half_life)
+            self.now, self.last = now, last
+            xa = sp.diags(np.sqrt(self._weights(last[users]))) @ _rows(after, users)
+            xb = sp.diags(np.sqrt(w_old)) @ _rows(before, users)
+            self.gram += (xa.T @ xa - xb.T @ xb).toarray()
+        else:
+            self.gram += _delta_gram(before, after, users).toarray()
+        return self.solve(model, after.n_users)
+
+    def solve(self, model: Recommender, n_users: int) -> Recommender:
+        """A new EASE model from the current (possibly recency-weighted) Gram matrix."""
         g = self.gram.copy()
         g[np.diag_indices_from(g)] += float(model.reg)
         p = np.linalg.inv(g)
@@ -112,8 +146,18 @@ class EaseFoldIn(FoldIn):
         np.fill_diagonal(b, 0.0)
         new = type(model)(**model.get_params())
         new.weights_ = b.astype(np.float32)
-        new.n_items_, new.n_users_ = model.n_items_, after.n_users
+        new.n_items_, new.n_users_ = model.n_items_, n_users
         return new
+
+
+def _last_event(ds: Dataset) -> tuple[float, np.ndarray]:
+    """The newest timestamp and every user's newest one (-inf for users with no event)."""
+    if not ds.has_timestamps:
+        raise ValueError(f"{ds.name}: a half-life needs timestamps")
+    inter = ds.inter
+    last = np.full(ds.n_users, -np.inf)
+    np.maximum.at(last, inter["user_idx"].to_numpy(), inter["timestamp"].to_numpy(np.float64))
+    return float(inter["timestamp"].max()), last
 
 
 class ItemKNNFoldIn(FoldIn):

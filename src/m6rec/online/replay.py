@@ -119,7 +119,7 @@ def prefix_histories(full: Histories, users: np.ndarray, lengths: np.ndarray) ->
 
 def run_replay(model: Recommender, stream: Stream, policy: str | Policy = "static", *,
                k: int = 10, sample: int = 0, seed: int = 0, steps: int = 10,
-               replay_share: float = 0.5, lr_scale: float = 1.0,
+               replay_share: float = 0.5, lr_scale: float = 1.0, half_life: float = 0.0,
                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Prequential evaluation of a model fitted on ``stream.train`` (see the module doc).
 
@@ -136,6 +136,8 @@ def run_replay(model: Recommender, stream: Stream, policy: str | Policy = "stati
         every later interaction is still revealed and learned from.
     steps, replay_share, lr_scale :
         Fine-tuning budget per update (`m6rec.online.finetune.finetune`).
+    half_life : float
+        Fold-in of ``ease``: recency weighting in seconds (0 = none; `Updater`).
 
     Returns
     -------
@@ -159,7 +161,8 @@ def run_replay(model: Recommender, stream: Stream, policy: str | Policy = "stati
         query = np.zeros(len(later), bool)
         query[chosen] = True
     updater = Updater(model, stream.train, policy, steps=steps, replay=replay_share,
-                      lr_scale=lr_scale, random_state=seed) if policy.updates else None
+                      lr_scale=lr_scale, random_state=seed,
+                      half_life=half_life) if policy.updates else None
     current = model
     ndcg = np.zeros(len(later))
     hit = np.zeros(len(later))
@@ -200,6 +203,7 @@ def run_replay(model: Recommender, stream: Stream, policy: str | Policy = "stati
         "sample": int(sample), "seed": int(seed), "chunk_events": every,
         "finetune": ({"steps": steps, "replay": replay_share, "lr_scale": lr_scale}
                      if policy.kind == "finetune" else None),
+        "half_life": float(half_life) if policy.kind == "foldin" else 0.0,
         "updates": len(update_seconds),
         "update_seconds_mean": float(np.mean(update_seconds)) if update_seconds else 0.0,
         "update_seconds_max": float(np.max(update_seconds)) if update_seconds else 0.0,

@@ -43,6 +43,9 @@ class Updater:
         Fine-tuning budget (see `m6rec.online.finetune.finetune`).
     random_state : int
         Seeds fine-tuning (offset by the version, so updates differ but runs repeat).
+    half_life : float
+        ``foldin`` of ``ease`` only: recency weighting, in seconds of event time (0 = none;
+        see `m6rec.online.foldin.EaseFoldIn`).
 
     Attributes
     ----------
@@ -58,7 +61,7 @@ class Updater:
 
     def __init__(self, model: Recommender, dataset: Dataset, policy: str | Policy = "foldin",
                  *, steps: int = 10, replay: float = 0.5, lr_scale: float = 1.0,
-                 random_state: int = 0):
+                 random_state: int = 0, half_life: float = 0.0):
         model._check_fitted()
         if dataset.n_items != model.n_items_:
             raise ValueError(f"dataset {dataset.name!r} has {dataset.n_items} items, the model "
@@ -75,7 +78,7 @@ class Updater:
         if self.policy.kind == "foldin":
             from m6rec.online.foldin import make_foldin
 
-            self._foldin = make_foldin(model, dataset)
+            self._foldin = make_foldin(model, dataset, half_life=half_life)
         elif self.policy.kind == "finetune":
             from m6rec.models.sequential import SequentialRecommender
 
