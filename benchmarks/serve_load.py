@@ -7,10 +7,16 @@ per request (robust to a noisy machine). Two load generators:
 - ``--generator wrk`` (default when ``wrk`` is installed, ``apt-get install wrk``): one C
   process driving 16 keep-alive connections, so the 2 cores are left to the server;
 - ``--generator httpx``: asyncio + httpx clients spread over ``--procs`` Python processes, with
-  per-endpoint latencies; ``--rate R`` caps the offered load (soak mode: ``--rate HALF_MAX
-  --duration 600`` samples the server's resident memory).
+  per-endpoint latencies.
+
+Without ``--rate`` the clients run closed loop (each sends its next request as soon as the
+last is answered): that measures the maximum throughput, and the latency there is mostly
+queueing (16 clients / throughput). ``--rate R`` paces the clients (wrk: exponential think
+time between requests; httpx: open loop) to measure latency at a given load; the server's
+resident memory is sampled during the run (soak: ``--rate HALF_MAX --duration 600``).
 
     .venv/bin/python benchmarks/serve_load.py --model-dir runs/serve/m6 --duration 60
+    .venv/bin/python benchmarks/serve_load.py --model-dir runs/serve/m6 --duration 60 --rate 420
 """
 
 from __future__ import annotations
@@ -126,21 +132,57 @@ request = function()
 end
 """
 
+#: paced clients: after each response a client waits an exponential think time (mean ms)
+WRK_PACING = """
+local think = %f
+delay = function()
+  return -think * math.log(1 - math.random())
+end
+"""
+
 
 def run_wrk(url: str, key: str, users: list[str], items: list[str], clients: int,
-            duration: float, write_share: float = 0.1, seed: int = 1) -> dict:
-    """One wrk run (C load generator; ``--latency`` percentiles of all requests)."""
+            duration: float, write_share: float = 0.1, seed: int = 1, rate: float | None = None,
+            server: Server | None = None) -> dict:
+    """One wrk run (C load generator; ``--latency`` percentiles of all requests).
+
+    ``rate``: paced clients (each waits an exponential think time of mean ``clients / rate``
+    between a response and its next request, so the achieved rate is a little below ``rate``;
+    latencies are from send to response, as wrk measures them); None: closed loop, no think
+    time. With ``server`` its resident memory is sampled during the run."""
     import re
     import subprocess
+    import threading
 
     def lua_list(xs: list[str]) -> str:
         return ",".join('"' + x.replace("\\", "").replace('"', "") + '"' for x in xs)
 
     script = Path(tempfile.mkdtemp(prefix="m6rec-wrk-")) / "mix.lua"
-    script.write_text(WRK_SCRIPT % (lua_list(users), lua_list(items), key, write_share, seed))
-    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{int(duration)}s", "--latency",
-                          "-s", str(script), url], capture_output=True, text=True,
-                         check=True).stdout
+    lua = WRK_SCRIPT % (lua_list(users), lua_list(items), key, write_share, seed)
+    if rate:
+        lua += WRK_PACING % (1000.0 * clients / rate)
+    script.write_text(lua)
+    rss: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        t0 = time.monotonic()
+        while not done.wait(min(10.0, max(1.0, duration / 60))):
+            rss.append((round(time.monotonic() - t0, 1), server.rss_mb()))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    if server is not None:
+        rss.append((0.0, server.rss_mb()))
+        sampler.start()
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{int(duration)}s", "--latency",
+                              "--timeout", "10s", "-s", str(script), url], capture_output=True,
+                             text=True, check=True).stdout
+    finally:
+        done.set()
+        if server is not None:
+            sampler.join()
+            rss.append((round(duration, 1), server.rss_mb()))
 
     def ms(label: str) -> float:
         m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -156,7 +198,8 @@ def run_wrk(url: str, key: str, users: list[str], items: list[str], clients: int
     return {"requests": total, "errors": errors, "seconds": round(duration, 1),
             "req_per_s": round((total - errors) / duration, 1),
             "p50_ms": round(ms(50), 2), "p90_ms": round(ms(90), 2), "p99_ms": round(ms(99), 2),
-            "clients": clients, "generator": "wrk", "wrk_output": out}
+            "clients": clients, "generator": "wrk", "offered_rate": rate, "rss_mb": rss,
+            "wrk_output": out}
 
 
 def main() -> None:
@@ -166,9 +209,11 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=60)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--procs", type=int, default=2)
-    ap.add_argument("--rate", type=float, default=None, help="offered req/s (default: closed loop)")
+    ap.add_argument("--rate", type=float, default=None,
+                    help="paced load, req/s (wrk: clients with think time; httpx: open loop); "
+                         "default: closed loop")
     ap.add_argument("--generator", choices=["auto", "wrk", "httpx"], default="auto",
-                    help="auto: wrk when installed and no --rate, else httpx")
+                    help="auto: wrk when installed, else httpx")
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--name", default="serve_load")
     args = ap.parse_args()
@@ -188,14 +233,13 @@ def main() -> None:
         if gen == "auto":
             import shutil
 
-            gen = "wrk" if shutil.which("wrk") and args.rate is None else "httpx"
-        if gen == "wrk" and args.rate is not None:
-            raise SystemExit("--rate needs --generator httpx (wrk runs closed loop)")
+            gen = "wrk" if shutil.which("wrk") else "httpx"
         if args.warmup:
             run_load(srv.url, srv.api_key, users, items, args.clients, args.procs, args.warmup)
         cpu0 = srv.cpu_seconds()
         if gen == "wrk":
-            res = run_wrk(srv.url, srv.api_key, users, items, args.clients, args.duration)
+            res = run_wrk(srv.url, srv.api_key, users, items, args.clients, args.duration,
+                          rate=args.rate, server=srv)
         else:
             res = run_load(srv.url, srv.api_key, users, items, args.clients, args.procs,
                            args.duration, rate=args.rate, server=srv)

@@ -125,3 +125,49 @@ def test_group_commit_keeps_requests_apart(m6_dir, tmp_path):
     assert [e.id for e in store.user_events("d")] == ids
     engine.close()
     store.close()
+
+
+def test_user_vector_cache_is_exact_and_follows_writes(m6_dir, tmp_path):
+    import numpy as np
+
+    from m6rec.serve.engine import Engine
+    from m6rec.storage import open_store
+
+    store = open_store(f"sqlite:///{tmp_path}/ev.db")
+    cached, plain = Engine(m6_dir, store), Engine(m6_dir, store, user_cache=0)
+
+    class Top(list):  # (item_id, score) pairs; equal when ids match and scores agree to 1e-5
+        def __eq__(self, other):
+            return [i for i, _ in self] == [i for i, _ in other] and all(
+                abs(a - b) <= 1e-5 * max(1.0, abs(a))
+                for (_, a), (_, b) in zip(self, other, strict=False))
+
+        def __ne__(self, other):
+            return not self == other
+
+        __hash__ = None
+
+    def top(engine, user):
+        return Top((i["item_id"], i["score"]) for i in engine.recommend(user, 8)["items"])
+
+    first = top(cached, "u0")
+    assert cached.cache_misses == 1 and cached.cache_hits == 0
+    assert top(cached, "u0") == first and cached.cache_hits == 1  # reused, same answer
+    assert top(plain, "u0") == first  # and what encoding again gives
+    cached.add_events([{"user_id": "u0", "item_id": "k3"}])  # history changed: re-encoded
+    after = top(cached, "u0")
+    assert cached.cache_misses == 2
+    assert "k3" not in dict(after) and after != first
+    assert top(plain, "u0") == after
+    # a history item whose text changes moves the user's vector: the cache must not serve it
+    hist = [h["item_id"] for h in cached.user_history("u0")["items"]]
+    cached.add_item(hist[0], {"title": "kitchen soup bread baking recipes"})
+    plain.add_item(hist[0], {"title": "kitchen soup bread baking recipes"})
+    changed = top(cached, "u0")
+    assert cached.cache_misses == 3
+    assert top(plain, "u0") == changed
+    v = cached._cached_user_vectors([("u0", *cached.history("u0"))])
+    assert np.allclose(v, plain._user_vectors(plain._stack([plain.history("u0")])), atol=1e-6)
+    for e in (cached, plain):
+        e.close()
+    store.close()

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -68,6 +69,8 @@ class Engine:
     index, faiss_threshold : see `m6rec.index.build_index`
     pseudonymise_key : HMAC key for user ids at ingestion (None: ids are stored as given)
     history_limit : newest stored events read per user
+    user_cache : most user vectors kept (vector models): a user's vector is reused while their
+        history (and the item table) is unchanged, so repeated requests skip the encoder
     query_weight, query_decay, query_attributes : free-text requests, as in
         `m6rec.recommend`: ``z(user scores) + query_weight * z(request match)``, turns weighted
         ``query_decay ** age``, the match mixing item text and categories (``query_attributes``)
@@ -77,7 +80,7 @@ class Engine:
                  index: str = "auto", faiss_threshold: int = 50_000,
                  pseudonymise_key: str | None = None, history_limit: int = 500,
                  query_weight: float = 1.0, query_decay: float = 0.5,
-                 query_attributes: float = 0.5):
+                 query_attributes: float = 0.5, user_cache: int = 100_000):
         from m6rec.config import Settings
         from m6rec.data import load_dataset
         from m6rec.models.io import load_model_dir
@@ -121,6 +124,11 @@ class Engine:
         self._categories_cache: tuple[tuple[int, int], Any, list[str]] | None = None
         self._categories_version = 0
         self._vocab_lm: dict[str, np.ndarray] = {}
+        self._user_cache: OrderedDict[str, tuple[bytes, np.ndarray]] = OrderedDict()
+        self._user_cache_size = int(user_cache)
+        self._cache_lock = threading.Lock()
+        self._vectors_version = 0  # bumped when a catalogue item's vector changes
+        self.cache_hits = self.cache_misses = 0
         if self.vector_mode:
             self._init_vectors(index, faiss_threshold)
         for it in store.all_items():  # items posted earlier (also by other replicas)
@@ -153,6 +161,39 @@ class Engine:
     def _current_table(self):
         t = getattr(self._tls, "table", None)
         return self._table if t is None else t
+
+    def _cached_user_vectors(self, rows: list[tuple[str, int, np.ndarray, np.ndarray,
+                                                    np.ndarray]]) -> np.ndarray:
+        """User vectors for (user_id, index, items, timestamps, event codes) rows, encoding
+        only the users whose history (or the item table) changed since their last request.
+
+        The key is a digest of everything the encoder reads (the whole history arrays, the
+        training-user index for the profile, the item-table version and size), so a cached
+        vector is exactly what encoding again would give; a new event changes the history and
+        so the key (read-your-writes holds)."""
+        table_key = f"{self._vectors_version}:{len(self._table)}".encode()
+        keys = [_digest(table_key, u, items, ts, ev) for _, u, items, ts, ev in rows]
+        vecs: list[np.ndarray | None] = [None] * len(rows)
+        with self._cache_lock:
+            for x, (uid, *_rest) in enumerate(rows):
+                hit = self._user_cache.get(uid)
+                if hit is not None and hit[0] == keys[x]:
+                    self._user_cache.move_to_end(uid)
+                    vecs[x] = hit[1]
+        miss = [x for x, v in enumerate(vecs) if v is None]
+        if miss:
+            fresh = self._user_vectors(self._stack([rows[x][1:] for x in miss]))
+            with self._cache_lock:
+                for x, v in zip(miss, fresh, strict=True):
+                    vecs[x] = v
+                    if self._user_cache_size > 0:
+                        self._user_cache[rows[x][0]] = (keys[x], v)
+                        self._user_cache.move_to_end(rows[x][0])
+                while len(self._user_cache) > self._user_cache_size:
+                    self._user_cache.popitem(last=False)
+        self.cache_hits += len(rows) - len(miss)
+        self.cache_misses += len(miss)
+        return np.stack(vecs)
 
     def _user_vectors(self, h: Histories) -> np.ndarray:
         model, module = self.model, self.model.module_
@@ -284,6 +325,7 @@ class Engine:
                 if vec is not None:
                     self._lm_put(pos, lm)
                     self._table[pos] = _torch(vec)
+                    self._vectors_version += 1
                     self.index.update(pos, vec)
                     self.sim_index.update(pos, _unit(vec))
             return {"item_id": item.item_id, "created": new, "indexed": vec is not None}
@@ -446,8 +488,8 @@ class Engine:
         found: dict[int, tuple[str, np.ndarray, np.ndarray, str]] = {}
         hist = [row for row in rows if len(row[3])]
         if hist and self.vector_mode:
-            users = self._user_vectors(self._stack([(u, it, ts, ev)
-                                                    for _, _, u, it, ts, ev, _ in hist]))
+            users = self._cached_user_vectors([(r.user_id, u, it, ts, ev)
+                                               for _, r, u, it, ts, ev, _ in hist])
             plain = [x for x, row in enumerate(hist) if not row[1].turns]
             if plain:
                 ids, scores = self.index.search(users[plain], max(hist[x][1].k for x in plain),
@@ -653,6 +695,15 @@ class Engine:
                 "users": self.dataset.n_users,
                 "index": self.index.kind if self.vector_mode else "dense-scores",
                 "reads_text": self.text_mode, "loaded_at": self.loaded_at}
+
+
+def _digest(prefix: bytes, u: int, *arrays: np.ndarray) -> bytes:
+    h = hashlib.blake2b(prefix, digest_size=16)
+    h.update(int(u).to_bytes(8, "little", signed=True))
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(b"|")
+    return h.digest()
 
 
 def _top(s: np.ndarray, exclude: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
