@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--replay-share", type=float, default=0.5,
                     help="finetune: share of each batch replayed from older data")
     ap.add_argument("--lr-scale", type=float, default=1.0, help="finetune: learning rate x this")
+    ap.add_argument("--half-life", action="append", type=float, default=[],
+                    help="ease fold-in: also run recency-weighted fold-in with this half-life "
+                         "in days (repeat); adds the control 'static, weighted at the cut' "
+                         "(the same weighting, never updated)")
     ap.add_argument("--shared", type=Path, default=Path("/work/shared/data"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/prequential"))
     ap.add_argument("--name", default="prequential", help="file stem of the outputs")
@@ -117,22 +121,35 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{ds.name} {mspec}: fitted in {fit_s:.1f} s", flush=True)
             pair: dict[str, dict] = {}
             static = None
-            for pol in policies:
+            runs = [(pol, 0.0) for pol in policies]
+            if name == "ease":
+                for days in args.half_life:
+                    runs += [(policies[0], days)] + [(p, days) for p in policies
+                                                     if p.kind == "foldin"]
+            for pol, days in runs:
                 if not applies(model, pol):
                     out["skipped"].append(f"{ds.name} {mspec} {pol}: policy does not apply")
                     continue
                 t0 = time.perf_counter()
-                res = run_replay(model, stream, pol, sample=args.sample, seed=args.seed,
+                start = model
+                if days and pol.kind == "static":  # control: weighted at the cut, never updated
+                    from m6rec.online.foldin import EaseFoldIn
+
+                    start = EaseFoldIn(model, stream.train, half_life=days * 86400.0).solve(
+                        model, stream.train.n_users)
+                res = run_replay(start, stream, pol, sample=args.sample, seed=args.seed,
                                  steps=args.steps, replay_share=args.replay_share,
-                                 lr_scale=args.lr_scale)
-                res.update(model_spec=mspec, fit_seconds=fit_s,
+                                 lr_scale=args.lr_scale, half_life=days * 86400.0)
+                res.update(model_spec=mspec, fit_seconds=fit_s, half_life_days=days,
                            replay_seconds=time.perf_counter() - t0)
+                if days:
+                    res["policy"] = f"{pol} half-life {days:g} d"
                 static = static or res
                 res["ratio"] = {k: (res["metrics"][k] / static["metrics"][k]
                                     if static["metrics"][k] else float("nan")) for k in KEYS}
                 out["runs"].append(res)
-                pair[str(pol)] = res
-                print(json.dumps({"data": ds.name, "model": mspec, "policy": str(pol),
+                pair[res["policy"]] = res
+                print(json.dumps({"data": ds.name, "model": mspec, "policy": res["policy"],
                                   "queries": res["queries"], **res["metrics"],
                                   "x_static": round(res["ratio"]["ndcg@10"], 3),
                                   "updates": res["updates"],

@@ -158,3 +158,16 @@ def test_ease_recency_foldin_is_exact(checkerboard):
     np.testing.assert_allclose(far.weights_, uniform, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="half_life"):
         Updater(build_model("pop").fit(first), first, "foldin", half_life=h)
+
+
+def test_ease_woodbury_updates_equal_refit(checkerboard):
+    first, rest = _first_part(checkerboard, share=0.3)
+    model = build_model("ease", reg=5.0).fit(first)
+    upd = Updater(model, first, "foldin")
+    ways = []
+    for start in range(0, len(rest), 7):  # ~125 small updates: Woodbury, refreshed every 50
+        new, _ = upd.update_indices(rest.iloc[start:start + 7])
+        ways.append(upd._foldin.last_solve)
+    assert ways.count("woodbury") > 100 and ways.count("inverse") >= 2
+    refit = build_model("ease", reg=5.0).fit(checkerboard)
+    np.testing.assert_allclose(new.weights_, refit.weights_, rtol=1e-4, atol=1e-5)
