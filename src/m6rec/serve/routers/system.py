@@ -40,7 +40,7 @@ def metrics(request: Request) -> Response:
 def reload(request: Request, body: ReloadIn | None = None) -> dict:
     """Load a model directory (default: the current one) and swap it in. Requests in flight
     finish on the engine they started with; the store is kept."""
-    from m6rec.serve.app import build_engine
+    from m6rec.serve.app import build_engine, settle_heap
 
     app = request.app
     if not _reload_lock.acquire(blocking=False):
@@ -54,6 +54,8 @@ def reload(request: Request, body: ReloadIn | None = None) -> dict:
             raise HTTPException(422, f"cannot load {target}: {e}") from None
         app.state.engine = new
         old.close()  # answers what it has queued; later requests on it are answered directly
+        del old
+        settle_heap()
         app.state.metrics.reloads.inc()
         return {"status": "reloaded", **new.info()}
     finally:
