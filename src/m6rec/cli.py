@@ -452,6 +452,9 @@ def serve(
     pseudonymise_key: Annotated[str | None, typer.Option(
         help="HMAC key: store keyed hashes of user ids, never the raw ids.")] = None,
     index: Annotated[str, typer.Option(help="auto | exact | faiss")] = "auto",
+    update: Annotated[str | None, typer.Option(
+        help='Online updates from the event log: "foldin every=N" (events) and/or '
+             'interval=S (seconds), or "finetune ..." for sequence models; default off.')] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ):
     """Serve real-time recommendations over HTTP (FastAPI; OpenAPI docs at /docs)."""
@@ -462,18 +465,22 @@ def serve(
 
     from m6rec.serve.app import create_app
     from m6rec.serve.settings import ServeSettings
+    from m6rec.serve.updates import UpdateSpec
 
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"--model-dir {model_dir}: not a model directory (no config.json)")
     base = ServeSettings()
+    UpdateSpec.parse(update or base.update)  # a bad --update fails here, in one line
     key = api_key or base.api_key
     if not key:
         key = secrets.token_urlsafe(24)
         typer.echo(f"API key for write endpoints (X-API-Key): {key}", err=True)
     settings = dataclasses.replace(
         base, model_dir=model_dir, db=db or base.db, data=data or base.data, api_key=key,
-        pseudonymise_key=pseudonymise_key or base.pseudonymise_key, index=index)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        pseudonymise_key=pseudonymise_key or base.pseudonymise_key, index=index,
+        update=update or base.update)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
+                access_log=False)
 
 
 @app.command()

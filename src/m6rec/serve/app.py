@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from m6rec.serve.engine import Engine, NotFound, Unsupported
 from m6rec.serve.settings import ServeSettings
+from m6rec.serve.updates import OnlineUpdates, UpdateSpec
 from m6rec.storage import Store, open_store
 
 log = logging.getLogger("m6rec.serve")
@@ -36,7 +38,7 @@ class Metrics:
     """Prometheus collectors of one app (own registry: several apps may live in one process)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
         self.requests = Counter("m6rec_http_requests", "HTTP requests",
@@ -47,6 +49,30 @@ class Metrics:
         self.events = Counter("m6rec_events_stored", "Events committed", registry=self.registry)
         self.items = Counter("m6rec_items_posted", "Items posted", registry=self.registry)
         self.reloads = Counter("m6rec_model_reloads", "Hot reloads", registry=self.registry)
+        g = {name: Gauge(f"m6rec_{name}", doc, registry=self.registry) for name, doc in (
+            ("model_version", "Online updates applied to the serving model since it was loaded"),
+            ("model_update_lag_seconds", "Age of the oldest committed event not yet learned "
+                                         "by the model (0: up to date)"),
+            ("model_update_pending_events", "Committed events not yet learned by the model"),
+            ("model_update_seconds", "Duration of the newest online update"),
+            ("model_update_failures", "Online updates that failed (the previous model serves)"),
+            ("user_cache_hits", "Requests answered with a cached user vector"),
+            ("user_cache_misses", "Requests whose user vector was encoded"))}
+        self.gauges = g
+
+    def observe(self, app) -> None:
+        """Set the gauges from the app's engine and online updater (at scrape time)."""
+        engine, updates = app.state.engine, getattr(app.state, "updates", None)
+        g = self.gauges
+        if engine is not None:
+            g["model_version"].set(engine.model_version)
+            g["user_cache_hits"].set(engine.cache_hits)
+            g["user_cache_misses"].set(engine.cache_misses)
+        if updates is not None:
+            g["model_update_lag_seconds"].set(updates.lag_seconds)
+            g["model_update_pending_events"].set(updates.pending)
+            g["model_update_seconds"].set(updates.last_seconds)
+            g["model_update_failures"].set(updates.failures)
 
 
 class Measure:
@@ -125,6 +151,17 @@ def error(status: int, detail: object) -> JSONResponse:
     return JSONResponse({"error": REASONS.get(status, "error"), "detail": detail}, status)
 
 
+def swap_engine(app, old, new) -> None:
+    """Serve ``new`` instead of ``old`` (an online update): one assignment, under the lock a
+    hot reload takes, and only if ``old`` still serves (a reload meanwhile wins)."""
+    with app.state.swap_lock:
+        if app.state.engine is not old:
+            new.close()
+            raise RuntimeError("the model was reloaded during the update; update dropped")
+        app.state.engine = new
+    old.close()  # answers what it has queued; later requests on it are answered directly
+
+
 def settle_heap() -> None:
     """Collect, then move every object alive now (model, catalogue, libraries: millions of
     them) out of the garbage collector's sight (`gc.freeze`). Without it a full collection
@@ -154,8 +191,15 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             app.state.engine = await anyio.to_thread.run_sync(build_engine, settings, store)
             settle_heap()
             log.info("m6rec serve: %s", app.state.engine.info())
+            spec = UpdateSpec.parse(settings.update)
+            if spec is not None:
+                app.state.updates = OnlineUpdates(spec, lambda: app.state.engine,
+                                                  lambda old, new: swap_engine(app, old, new))
             yield
         finally:
+            updates, app.state.updates = getattr(app.state, "updates", None), None
+            if updates is not None:
+                updates.stop()
             engine, app.state.engine = getattr(app.state, "engine", None), None
             if engine is not None:
                 engine.close()
@@ -166,6 +210,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.engine = None
+    app.state.updates = None
+    app.state.swap_lock = threading.Lock()
     for r in (events.router, items.router, users.router, system.router):
         app.include_router(r)
 

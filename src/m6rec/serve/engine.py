@@ -129,8 +129,13 @@ class Engine:
         self._cache_lock = threading.Lock()
         self._vectors_version = 0  # bumped when a catalogue item's vector changes
         self.cache_hits = self.cache_misses = 0
+        self.model_version = 0  # +1 per online update (`derive`)
+        self._successor: Engine | None = None
+        self._index_kind, self._faiss_threshold = index, faiss_threshold
         if self.vector_mode:
             self._init_vectors(index, faiss_threshold)
+            if self.text_mode:  # the LM's own item encodings (request matching), posted too
+                self._lm = np.array(self.model.item_text_, dtype=np.float32, copy=True)
         for it in store.all_items():  # items posted earlier (also by other replicas)
             self._apply_item(it)
         for e in store.iter_events():
@@ -151,12 +156,47 @@ class Engine:
         self.sim_index = build_index(table / np.maximum(norms, 1e-12), kind=index,
                                      threshold=faiss_threshold)
         self._table = torch.as_tensor(table)
-        if self.text_mode:  # the LM's own item encodings (request matching), posted items too
-            self._lm = np.array(self.model.item_text_, dtype=np.float32, copy=True)
         self._tls = threading.local()
         # the module reads its item table (base + posted items) from here from now on; one
         # request sees one table even while an item is being added (its pad index depends on it)
         module.item_table = self._current_table
+
+    def derive(self, model: Any, version: int) -> Engine:
+        """A new engine serving ``model``, an updated version of this engine's model (same
+        catalogue order, e.g. from `m6rec.online.Updater`), over the same store and catalogue;
+        built off the request path, then swapped in by the caller in one assignment.
+
+        From then on this engine forwards item writes to the new one (a request that started
+        here may still post an item), so no posted item is lost in the swap. Vector models get
+        a fresh item table and index from the new weights (posted items re-embedded from
+        their stored LM encodings); ``model`` itself is not modified (a copy is served).
+        """
+        import copy
+
+        serving = copy.deepcopy(model) if self.vector_mode else model
+        with self._lock:  # no item is applied while the catalogue is copied
+            new = copy.copy(self)
+            new.model, new.model_version, new._successor = serving, version, None
+            new.loaded_at = time.time()
+            new.item_ids, new.item_pos = list(self.item_ids), dict(self.item_pos)
+            new.titles, new.categories = list(self.titles), [list(c) for c in self.categories]
+            new._lock, new._batch_lock, new._cache_lock = (threading.Lock(), threading.Lock(),
+                                                            threading.Lock())
+            new._batchers, new._closed = {}, False
+            new._user_cache, new.cache_hits, new.cache_misses = OrderedDict(), 0, 0
+            new._explainer, new._categories_cache = None, None
+            if self.vector_mode:
+                new._init_vectors(self._index_kind, self._faiss_threshold)
+                n = len(self.item_ids)
+                if n > self.n_base:  # posted items: their text through the new adapter
+                    vecs = _adapt(serving.module_, self._lm[self.n_base:n])
+                    for v in vecs:
+                        new._extend_table(v)
+                    new.index.add(vecs)
+                    new.sim_index.add(vecs / np.maximum(
+                        np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12))
+            self._successor = new
+        return new
 
     def _current_table(self):
         t = getattr(self._tls, "table", None)
@@ -291,6 +331,8 @@ class Engine:
 
     def _apply_item(self, item: Item) -> dict[str, Any]:
         with self._lock:
+            if self._successor is not None:  # swapped out by an online update: it serves now
+                return self._successor._apply_item(item)
             pos = self.item_pos.get(item.item_id)
             title = str(item.fields.get("title") or item.fields.get("name") or item.item_id)
             cats = item.fields.get("categories") or []
@@ -694,7 +736,8 @@ class Engine:
                 "dataset": self.dataset.name, "items": len(self.item_ids),
                 "users": self.dataset.n_users,
                 "index": self.index.kind if self.vector_mode else "dense-scores",
-                "reads_text": self.text_mode, "loaded_at": self.loaded_at}
+                "reads_text": self.text_mode, "loaded_at": self.loaded_at,
+                "model_version": self.model_version}
 
 
 def _digest(prefix: bytes, u: int, *arrays: np.ndarray) -> bytes:

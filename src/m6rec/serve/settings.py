@@ -39,6 +39,10 @@ class ServeSettings:
         ``auto`` (exact below ``faiss_threshold`` items, FAISS HNSW from there), ``exact``, ``faiss``.
     query_weight : float
         How strongly a free-text ``query`` steers a user with history (0 ignores it).
+    update : str
+        Online updates from the event log (``M6REC_UPDATE``): ``off`` (default), or a policy
+        and a trigger, e.g. ``"foldin every=1000"``, ``"finetune interval=60"`` (see
+        `m6rec.serve.updates`).
     """
 
     model_dir: Path = field(default_factory=lambda: Path(_env("MODEL_DIR", "model") or "model"))
@@ -53,3 +57,4 @@ class ServeSettings:
     index: str = "auto"
     faiss_threshold: int = 50_000
     query_weight: float = 1.0
+    update: str = field(default_factory=lambda: _env("UPDATE", "off") or "off")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -13,7 +12,6 @@ from m6rec.serve.schemas import ReloadIn
 
 router = APIRouter(tags=["system"])
 STATIC = Path(__file__).resolve().parent.parent / "static"
-_reload_lock = threading.Lock()
 
 
 @router.get("/health")
@@ -31,6 +29,7 @@ def metrics(request: Request) -> Response:
     """Prometheus text format."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    request.app.state.metrics.observe(request.app)
     return Response(generate_latest(request.app.state.metrics.registry),
                     media_type=CONTENT_TYPE_LATEST)
 
@@ -43,8 +42,8 @@ def reload(request: Request, body: ReloadIn | None = None) -> dict:
     from m6rec.serve.app import build_engine, settle_heap
 
     app = request.app
-    if not _reload_lock.acquire(blocking=False):
-        raise HTTPException(409, "a reload is already running")
+    if not app.state.swap_lock.acquire(blocking=False):
+        raise HTTPException(409, "a reload or an online update is running")
     try:
         old = app.state.engine
         target = Path(body.model_dir) if body and body.model_dir else old.model_dir
@@ -59,7 +58,7 @@ def reload(request: Request, body: ReloadIn | None = None) -> dict:
         app.state.metrics.reloads.inc()
         return {"status": "reloaded", **new.info()}
     finally:
-        _reload_lock.release()
+        app.state.swap_lock.release()
 
 
 @router.get("/", include_in_schema=False)
