@@ -205,6 +205,22 @@ def test_compress_dir_and_cli(teacher_dir, checkerboard, tmp_path):
     assert r.exit_code == 2 and "sparsity" in r.output
 
 
+def test_default_student_fits_the_2m_budget_on_ml100k():
+    from m6rec.compress.distill import student_arch
+    from m6rec.compress.frozen import FrozenM6, n_parameters
+    from m6rec.compress.run import parse_method
+
+    name, kw = parse_method("distill")
+    assert name == "m6-compact" and kw["epochs"] >= 50 and kw["patience"] >= 5
+    teacher = {"n_items": 1682, "n_users": 943, "hidden": 64, "width": 64, "max_len": 50,
+               "n_layers": 2, "n_heads": 2, "inner": 256, "n_events": 2, "use_time": True,
+               "use_events": True, "use_profile": True}  # the m6 defaults on ml-100k
+    student = n_parameters(FrozenM6(student_arch(teacher, kw["student"])))
+    assert student <= 2_000_000
+    assert student < n_parameters(FrozenM6(teacher))
+    assert parse_method("distill:width=32")[1]["student"] == "width=32"
+
+
 @pytest.mark.parametrize("method", ["int4", "prune:abc", "onnx:1", "fp16-index:3"])
 def test_bad_methods(method):
     from m6rec.compress.run import parse_method
