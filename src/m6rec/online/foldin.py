@@ -13,8 +13,9 @@ incremental statistics it needs between calls, started from the data the model w
 - ``als``: users are always folded in from their current history at query time; the factors of
   the items touched by new events are re-solved from the folded-in user factors (one ALS
   half-step restricted to those items, as implicit's ``partial_fit_items``);
-- ``puresvd``: item vectors of touched items are projected again onto the fitted basis ``V``,
-  ``v_j = S^-2 V^T (X^T X)[:, j]`` (exact for the fitted data, since ``X^T X V = V S^2``);
+- ``puresvd``: every item vector is projected again onto the fitted basis ``V``,
+  ``v_j = S^-2 V^T (X^T X)[:, j]`` with ``S^2 = diag(V^T X^T X V)`` of the current data
+  (exact for the fitted data, since ``X^T X V = V S^2``);
 - ``bpr``: a few epochs of BPR SGD over the touched users' histories (their user vectors and
   the items they touch), all other factors fixed.
 
@@ -255,12 +256,14 @@ class PureSVDFoldIn(FoldIn):
 
     def apply(self, model, before, after, users):
         self.gram = (self.gram + _delta_gram(before, after, users)).tocsr()
-        items = _touched_items(after, users)
         new = clone(model)
         new.n_users_ = after.n_users
-        if len(items):
-            cols = np.asarray(self.gram[:, items].todense())  # [n_items, t]
-            new.item_factors_[items] = ((cols.T @ self.v0) / self.s2[None, :]).astype(np.float32)
+        # every item is projected again, with the basis' current energies diag(V^T G V): one
+        # scale for all items (re-projecting only the touched ones inflated them against the
+        # rest as the data grew: 0.85x static on ml-100k)
+        gv = np.asarray(self.gram @ self.v0)  # [n_items, f]
+        s2 = np.maximum(np.einsum("if,if->f", self.v0, gv), 1e-12)
+        new.item_factors_ = (gv / s2[None, :]).astype(np.float32)
         return new
 
 
