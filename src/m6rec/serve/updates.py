@@ -134,6 +134,7 @@ class OnlineUpdates:
 
     # -- the loop ------------------------------------------------------------------------------
     def _run(self) -> None:
+        _lower_priority()
         while not self._stop.is_set():
             self._kick.wait(self.spec.poll)
             self._kick.clear()
@@ -218,6 +219,17 @@ class OnlineUpdates:
         if types and known and all(e.type in types for e in known):
             frame["event"] = [e.type for e in known]
         return frame
+
+
+def _lower_priority() -> None:
+    """Run this thread at the lowest CPU priority (Linux threads have their own nice value),
+    so an update takes the cores requests leave idle. Elsewhere: a no-op."""
+    import os
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
 
 
 __all__ = ["OnlineUpdates", "UpdateSpec"]
