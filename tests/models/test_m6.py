@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from m6rec.data import Histories, from_dataframe
 from m6rec.eval import metrics as M
@@ -45,6 +46,31 @@ def test_m6_text_only_has_no_id_parameters():
     m = build_model("m6", **{**FAST, "epochs": 1, "text_only": True}).fit(ds)
     assert not hasattr(m.module_, "id_emb")
     assert 0 < m.trainable_fraction() <= 1
+
+
+@pytest.mark.parametrize("seen_negatives", [True, False])
+def test_seen_negatives_leaves_items_without_interactions_out_of_training(seen_negatives):
+    """With ``seen_negatives`` an item nobody interacted with takes no part in training: the
+    weights do not depend on its text at all (without it, the item is a negative of every
+    step, so its text moves the weights)."""
+    def with_spare(title):
+        ds = _cycle()
+        rows = [(f"u{u}", f"i{(u % 12 + t) % 12}", float(t)) for u in range(40) for t in range(15)]
+        items = pd.DataFrame({"item_id": [f"i{i}" for i in range(12)] + ["spare"],
+                              "title": [f"station number {i}" for i in range(12)] + [title]})
+        assert ds.n_items == 12
+        return from_dataframe(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]),
+                              items=items, name="cycle")
+
+    params = {**FAST, "epochs": 3, "text_only": True, "seen_negatives": seen_negatives}
+    a = build_model("m6", **params).fit(with_spare("a quiet harbour at dawn"))
+    b = build_model("m6", **params).fit(with_spare("zebra xylophone quartz jukebox"))
+    same = all(torch.equal(x, y) for x, y in zip(a.module_.state_dict().values(),
+                                                 b.module_.state_dict().values(), strict=True)
+               if x.dtype.is_floating_point and x.shape == y.shape and x.ndim and
+               x.shape[0] != a.n_items_)
+    assert same == seen_negatives
+    assert a.score(Histories.from_lists([[0, 1, 2]])).shape == (1, 13)
 
 
 def test_m6_save_load_and_bind(tmp_path):

@@ -68,6 +68,11 @@ class M6(SequentialRecommender):
     adapt_only : bool
         With ``init``: train only the item adapter, the ID gate, the profile projection and the
         output scale (parameter-efficient adaptation); the user Transformer stays frozen.
+    seen_negatives : bool
+        The training softmax runs over the items that have training interactions only: an
+        item absent from the training data (a cold item of the ``cold`` protocol, in a
+        catalogue given in advance) is then never pushed down as a negative, so at test time
+        its text-based score is not biased against it.
 
     The remaining parameters are `SequentialRecommender`'s.
     """
@@ -82,7 +87,7 @@ class M6(SequentialRecommender):
                  n_layers: int = 2, n_heads: int = 2, inner: int = 256,
                  attn_dropout: float = 0.3, id_dropout: float = 0.1, impute_ids: bool = False,
                  text_budget: int = 200, lm_lora_rank: int = 0, lm_refresh: int = 64,
-                 init: str = "", adapt_only: bool = False,
+                 init: str = "", adapt_only: bool = False, seen_negatives: bool = False,
                  max_len: int = 50, hidden: int = 64, dropout: float = 0.3, epochs: int = 200,
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.0,
                  patience: int = 10, eval_every: int = 1, loss: str = "auto",
@@ -104,6 +109,7 @@ class M6(SequentialRecommender):
         self.lm_refresh = lm_refresh
         self.init = init
         self.adapt_only = adapt_only
+        self.seen_negatives = seen_negatives
         super().__init__(max_len=max_len, hidden=hidden, dropout=dropout, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          patience=patience, eval_every=eval_every, loss=loss,
@@ -156,6 +162,11 @@ class M6(SequentialRecommender):
         self.encode_stats_["seconds"] = time.perf_counter() - t0
         self.item_seen_ = (dataset.item_counts() > 0)
         self.n_events_ = max(1, len(dataset.event_types))
+
+    def _softmax_items(self) -> np.ndarray | None:
+        if self.seen_negatives and not self.item_seen_.all():
+            return np.flatnonzero(self.item_seen_)
+        return None
 
     def bind(self, dataset: Dataset) -> M6:
         """Score ``dataset``'s catalogue and users from their text: for zero-shot use in a domain

@@ -121,6 +121,11 @@ class SequentialRecommender(Recommender):
         """Called by ``fit`` before `build_module` (e.g. to compute item features); state that
         `build_module` needs after ``load`` must be saved by overriding ``_state``."""
 
+    def _softmax_items(self) -> np.ndarray | None:
+        """Item indices the training softmax runs over (None: the whole catalogue); called
+        after `_prepare`. Every training target must be among them."""
+        return None
+
     def _check_params(self) -> None:
         """Raise ValueError on invalid hyper-parameters (extend in subclasses)."""
         from m6rec.train.loop import resolve_device
@@ -155,6 +160,13 @@ class SequentialRecommender(Recommender):
         full_softmax_ce = FullSoftmaxCE()
         x = torch.as_tensor(items, device=device)
         y = torch.as_tensor(targets, device=device)
+        only = self._softmax_items()
+        if only is not None:  # the softmax over a subset: targets re-indexed into it
+            only = torch.as_tensor(only, dtype=torch.int64, device=device)
+            into = torch.full((self.n_items_ + 1,), -1, dtype=torch.int64, device=device)
+            into[only] = torch.arange(len(only), device=device)
+            if (into[torch.as_tensor(targets[mask], device=device)] < 0).any():
+                raise ValueError("a training target is outside the items of the softmax")
         m = torch.as_tensor(mask, device=device)
         ex = {k: torch.as_tensor(v, device=device) for k, v in extras.items()}
         validate = None
@@ -175,11 +187,16 @@ class SequentialRecommender(Recommender):
                 if begin_step is not None:  # e.g. re-encode this step's item texts with grads
                     begin_step(torch.cat([x[idx][sel], y[idx][sel]]), gen)
                 h = module.encode(x[idx], sel, {k: v[idx] for k, v in ex.items()})[sel]
+                table, target = module.item_table(), y[idx][sel]
+                if only is not None:
+                    table, target = table[only], into[target]
                 if kind == "ce":
                     exclude = _history_pairs(x[idx], sel) if self.mask_history else None
-                    return full_softmax_ce(h, y[idx][sel], module.item_table(),
-                                           exclude=exclude)
-                return sampled_softmax_ce(h, y[idx][sel], module.item_table(), self.n_negatives,
+                    if exclude is not None and only is not None:
+                        rows, cols = exclude[0], into[exclude[1]]
+                        exclude = (rows[cols >= 0], cols[cols >= 0])
+                    return full_softmax_ce(h, target, table, exclude=exclude)
+                return sampled_softmax_ce(h, target, table, self.n_negatives,
                                           self.temperature, generator=gen)
 
             res = train_epochs(module, opt, step, len(x), epochs=self.epochs,
