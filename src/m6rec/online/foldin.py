@@ -13,9 +13,8 @@ incremental statistics it needs between calls, started from the data the model w
 - ``als``: users are always folded in from their current history at query time; the factors of
   the items touched by new events are re-solved from the folded-in user factors (one ALS
   half-step restricted to those items, as implicit's ``partial_fit_items``);
-- ``puresvd``: every item vector is projected again onto the fitted basis ``V``,
-  ``v_j = S^-2 V^T (X^T X)[:, j]`` with ``S^2 = diag(V^T X^T X V)`` of the current data
-  (exact for the fitted data, since ``X^T X V = V S^2``);
+- ``puresvd``: one step of subspace iteration on the current ``X^T X`` from the current basis
+  (QR + Rayleigh-Ritz; a fixpoint on the fitted data, converges to a refit);
 - ``bpr``: a few epochs of BPR SGD over the touched users' histories (their user vectors and
   the items they touch), all other factors fixed.
 
@@ -245,25 +244,28 @@ class ALSFoldIn(FoldIn):
 
 
 class PureSVDFoldIn(FoldIn):
+    """One step of subspace iteration per update: ``Q = qr(G V)``, then Rayleigh-Ritz
+    (eigenvectors of ``Q^T G Q``) gives the new orthonormal basis, ``G`` = the current
+    ``X^T X``. A fixpoint on the fitted data (``G V = V S^2``); repeated updates converge to
+    the SVD of all the data, i.e. to a refit. (Re-projecting item vectors onto the fitted basis
+    without re-orthonormalising lost 15% NDCG@10 against static on ml-100k.)"""
+
     def __init__(self, model: Recommender, dataset: Dataset):
         super().__init__(model, dataset)
         x = dataset.csr().astype(np.float64)
         self.gram = (x.T @ x).tocsr()
-        v = model.item_factors_.astype(np.float64)
-        self.v0 = v  # projections always use the fitted basis (no power-iteration drift)
-        # singular values squared of the fitted data: V^T G V = S^2 for the SVD's V
-        self.s2 = np.maximum(np.einsum("if,if->f", v, np.asarray(self.gram @ v)), 1e-12)
+        self.v = model.item_factors_.astype(np.float64)
 
     def apply(self, model, before, after, users):
         self.gram = (self.gram + _delta_gram(before, after, users)).tocsr()
+        q, _ = np.linalg.qr(np.asarray(self.gram @ self.v))
+        w, e = np.linalg.eigh(q.T @ np.asarray(self.gram @ q))
+        v = q @ e[:, np.argsort(-w)]
+        v *= np.where(np.einsum("if,if->f", v, self.v) < 0, -1.0, 1.0)[None, :]  # keep signs
+        self.v = v
         new = clone(model)
         new.n_users_ = after.n_users
-        # every item is projected again, with the basis' current energies diag(V^T G V): one
-        # scale for all items (re-projecting only the touched ones inflated them against the
-        # rest as the data grew: 0.85x static on ml-100k)
-        gv = np.asarray(self.gram @ self.v0)  # [n_items, f]
-        s2 = np.maximum(np.einsum("if,if->f", self.v0, gv), 1e-12)
-        new.item_factors_ = (gv / s2[None, :]).astype(np.float32)
+        new.item_factors_ = v.astype(np.float32)
         return new
 
 
