@@ -39,6 +39,10 @@ class ServeSettings:
         ``auto`` (exact below ``faiss_threshold`` items, FAISS HNSW from there), ``exact``, ``faiss``.
     query_weight : float
         How strongly a free-text ``query`` steers a user with history (0 ignores it).
+    switch_interval : float
+        Seconds a thread holds the interpreter before a waiting one may take it
+        (``M6REC_SWITCH_INTERVAL``, default 0.002; Python's own default is 0.005: measured
+        in `docs/notes/serve.md`).
     update : str
         Online updates from the event log (``M6REC_UPDATE``): ``off`` (default), or a policy
         and a trigger, e.g. ``"foldin every=1000"``, ``"finetune interval=60"`` (see
@@ -58,3 +62,5 @@ class ServeSettings:
     faiss_threshold: int = 50_000
     query_weight: float = 1.0
     update: str = field(default_factory=lambda: _env("UPDATE", "off") or "off")
+    switch_interval: float = field(
+        default_factory=lambda: float(_env("SWITCH_INTERVAL", "0.002") or 0.002))
