@@ -373,7 +373,7 @@ def batch_recommend(
 def compress(
     model_dir: Annotated[Path, typer.Option(help="A saved m6 model directory.")],
     method: Annotated[str, typer.Option(
-        help="int8 | fp16-index | prune:SPARSITY | distill[:width=32,n_layers=1,...] | onnx")],
+        help="int8 | fp16-index | prune:SPARSITY | distill[:width=32,n_layers=2,...] | onnx")],
     out: Annotated[Path, typer.Option(help="Compressed model directory to write.")],
     param: Annotated[list[str] | None, typer.Option(
         help="Parameter of the compressed model key=value (repeat), e.g. epochs=10.")] = None,
