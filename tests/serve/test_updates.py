@@ -98,8 +98,7 @@ def test_finetune_swap_keeps_posted_items(m6_dir, tmp_path):
     assert len(new.item_ids) == len(first.item_ids) == len(new._table) == len(new.index.vectors(
         np.arange(len(new.item_ids))))
     assert "new-space" in {i["item_id"] for i in new.recommend("u0", k=3)["items"]}
-    # the served module reads the new engine's table; the updater's own copy is untouched
-    assert new.model is not up._updater.model
+    assert up._updater.proc.is_alive()  # the update ran in its own process
     # an item posted through the retired engine (a request that started before the swap)
     # reaches the serving one
     first.add_item("late-space", {"title": "planets galaxy rocket", "categories": "Sci-Fi"})

@@ -97,7 +97,8 @@ class Engine:
         spec = data or meta.get("data_spec")
         if not spec:
             raise ValueError(f"{self.model_dir}: meta.json names no dataset; pass --data SPEC")
-        self.dataset: Dataset = load_dataset(spec, tie_break=Settings().tie_break)
+        self.data_spec, self.tie_break = spec, Settings().tie_break
+        self.dataset: Dataset = load_dataset(spec, tie_break=self.tie_break)
         self.model, self.meta = load_model_dir(self.model_dir, self.dataset)
         self.model_name = self.meta.get("model", self.model.name)
         ds = self.dataset

@@ -5,8 +5,11 @@ A background thread polls the store for events committed since the last update a
 enough have arrived (``every=N``) or enough time has passed with some waiting
 (``interval=S``), folds them into the model with `m6rec.online.Updater` (``foldin`` for
 EASE / item-KNN / user-KNN / ALS / PureSVD / BPR / pop, ``finetune`` for sasrec / gru4rec / m6)
-off the request path. The updated model becomes a new engine (`Engine.derive`) that is swapped
-in with one assignment; requests in flight finish on the engine they started with.
+in a separate process at the lowest CPU priority (it never holds the server's interpreter
+lock). The new weights come back as the model's state arrays (an in-memory ``.npz`` plus a
+JSON header, the format of a model directory: no pickled objects) and become a new engine
+(`Engine.derive`) that is swapped in with one assignment; requests in flight finish on the
+engine they started with.
 
 Spec (``m6rec serve --update``): ``"foldin every=1000"``, ``"finetune interval=60"``,
 ``"foldin every=500 interval=30"``; ``off`` (default) disables updates.
@@ -14,6 +17,8 @@ Spec (``m6rec serve --update``): ``"foldin every=1000"``, ``"finetune interval=6
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import threading
 import time
@@ -21,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger("m6rec.serve")
@@ -127,6 +133,8 @@ class OnlineUpdates:
         self._stop.set()
         self._kick.set()
         self._thread.join(timeout)
+        if self._updater is not None:
+            self._updater.close()
 
     def kick(self) -> None:
         """Look at the store now (tests; an operator endpoint could call it)."""
@@ -171,12 +179,9 @@ class OnlineUpdates:
         return self._update(engine)
 
     def _reset(self, engine: Any) -> None:
-        from m6rec.models.io import load_model_dir
-        from m6rec.online import Updater
-
-        # the updater learns on its own copy (the engine's model serves, patched for its index)
-        model, _ = load_model_dir(engine.model_dir, engine.dataset)
-        self._updater = Updater(model, engine.dataset, self.spec.policy)
+        if self._updater is not None:
+            self._updater.close()
+        self._updater = UpdateProcess(engine, self.spec.policy)
         self._base, self._ours = engine, None
         self._after_id, self._waiting, self._waiting_since = 0, [], None
         self.version = 0
@@ -186,11 +191,11 @@ class OnlineUpdates:
         batch, self._waiting = self._waiting, []
         since, self._waiting_since = self._waiting_since, None
         try:
-            frame = self._frame(batch)
-            if len(frame):
-                model, version = self._updater.update(frame)
-            else:
-                model, version = self._updater.model, self._updater.version
+            frame = self._frame(batch, engine)
+            if not len(frame):
+                self._last_at = time.monotonic()
+                return False
+            model, version = self._updater.update(frame)
             self._last_at = time.monotonic()
             if version == self.version:
                 return False
@@ -207,10 +212,10 @@ class OnlineUpdates:
         log.info("online update %d: %d events in %.2f s", version, len(batch), self.last_seconds)
         return True
 
-    def _frame(self, events: list[Any]) -> pd.DataFrame:
+    def _frame(self, events: list[Any], engine: Any) -> pd.DataFrame:
         """Stored events -> the updater's input; items outside the model's catalogue (posted
         to the service later) are left to the histories, not learned."""
-        ds = self._updater.dataset
+        ds = engine.dataset
         known = [e for e in events if ds.item_index(e.item_id) is not None]
         frame = pd.DataFrame({"user_id": [e.user_id for e in known],
                               "item_id": [e.item_id for e in known],
@@ -219,6 +224,111 @@ class OnlineUpdates:
         if types and known and all(e.type in types for e in known):
             frame["event"] = [e.type for e in known]
         return frame
+
+
+class UpdateProcess:
+    """An `m6rec.online.Updater` in a child process (spawned: no state shared with the server).
+
+    It loads the engine's model directory and dataset itself, then answers each batch of
+    events with the updated model's state; `update` rebuilds the model object here."""
+
+    def __init__(self, engine: Any, policy: str, timeout: float = 600.0):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self.timeout = timeout
+        self.proc = ctx.Process(target=_serve_updates, name="m6rec-updater", daemon=True,
+                                args=(child, str(engine.model_dir), engine.data_spec,
+                                      engine.tie_break, policy))
+        self.proc.start()
+        child.close()
+        self._expect(b"ready")
+
+    def update(self, frame: pd.DataFrame) -> tuple[Any, int]:
+        """Send events (``user_id``, ``item_id``, ``timestamp``[, ``event``]); get
+        ``(model, version)`` back."""
+        from m6rec.registry import get_model_class
+
+        self._conn.send_bytes(frame.to_json(orient="columns").encode())
+        header, blob = self._expect(None)
+        cfg = header["config"]
+        model = get_model_class(cfg["model"])(**cfg["params"])
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            state = {k: z[k] for k in z.files}
+        model.n_items_, model.n_users_ = int(cfg["n_items"]), int(cfg["n_users"])
+        model._set_state(state)
+        return model, int(header["version"])
+
+    def _expect(self, want: bytes | None):
+        if not self._conn.poll(self.timeout):
+            raise TimeoutError(f"the update process did not answer in {self.timeout:.0f} s")
+        msg = self._conn.recv_bytes()
+        if want is not None:
+            if msg != want:
+                raise RuntimeError(f"update process: {msg[:500].decode(errors='replace')}")
+            return None
+        size = int.from_bytes(msg[:8], "little")
+        header = json.loads(msg[8:8 + size])
+        if "error" in header:
+            raise RuntimeError(f"update process: {header['error']}")
+        return header, msg[8 + size:]
+
+    def close(self) -> None:
+        try:
+            self._conn.send_bytes(b"stop")
+        except (OSError, ValueError):
+            pass
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+        self._conn.close()
+
+
+def _serve_updates(conn: Any, model_dir: str, data_spec: str, tie_break: str,
+                   policy: str) -> None:  # pragma: no cover - runs in the child process
+    """The child's loop: events in (JSON columns), model state out (JSON header + npz)."""
+    import os
+
+    os.nice(19)
+    try:
+        from m6rec.data import load_dataset
+        from m6rec.models.io import load_model_dir
+        from m6rec.online import Updater
+
+        ds = load_dataset(data_spec, tie_break=tie_break)
+        model, _ = load_model_dir(model_dir, ds)
+        updater = Updater(model, ds, policy)
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send_bytes(f"{type(e).__name__}: {e}".encode())
+        return
+    conn.send_bytes(b"ready")
+    while True:
+        try:
+            msg = conn.recv_bytes()
+        except EOFError:
+            return
+        if msg == b"stop":
+            return
+        try:
+            frame = pd.DataFrame(json.loads(msg))
+            model, version = updater.update(frame)
+            buf = io.BytesIO()
+            np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in model._state().items()})
+            header = {"version": version, "config": {
+                "model": model.name, "params": model.get_params(),
+                "n_items": int(model.n_items_), "n_users": int(model.n_users_)}}
+            blob = buf.getvalue()
+        except Exception as e:  # noqa: BLE001 - the parent keeps serving and retries
+            header, blob = {"error": f"{type(e).__name__}: {e}"}, b""
+        head = json.dumps(header, default=_jsonable).encode()
+        conn.send_bytes(len(head).to_bytes(8, "little") + head + blob)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
 
 
 def _lower_priority() -> None:
