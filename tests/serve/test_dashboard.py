@@ -50,7 +50,10 @@ def test_dashboard_in_headless_chromium(server, tmp_path):
             page.wait_for_selector("#recs li")
             first = page.locator("#recs li").first
             first_id = first.get_attribute("data-item-id")
-            assert "because you liked" in first.locator(".why").inner_text()
+            why = first.locator(".why").inner_text()
+            history = page.locator("#history li").all_inner_texts()
+            assert why.startswith("Because you ")
+            assert any(h.rsplit(" (", 1)[0] in why for h in history if h.strip())  # "title (id)"
             n_hist = page.locator("#history li").count()
             assert n_hist == 6
             # post an event by clicking: the list changes and the item moves to the history
