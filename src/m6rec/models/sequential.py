@@ -28,6 +28,7 @@ pads to ``max_len``, so a row's scores never depend on the other rows of the bat
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
@@ -242,35 +243,33 @@ class SequentialRecommender(Recommender):
         last = (m.sum(1) - 1).clamp(min=0)
         return h[torch.arange(len(h), device=device), last]
 
+    @contextmanager
+    def _inference(self):
+        """The module in eval and inference mode for the block (its mode restored after)."""
+        import torch
+
+        module = self.module_
+        was_training = module.training
+        module.eval()
+        try:
+            with torch.inference_mode():
+                yield module
+        finally:
+            module.train(was_training)
+
     def user_vectors(self, histories: Histories) -> np.ndarray:
         """The user vectors that scores are dot products with, float32 [n, hidden]
         (``scores = user_vectors(h) @ item table.T``)."""
-        import torch
-
         self._check_fitted()
         inputs, mask, extras = self._inputs(histories)
-        module = self.module_
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.inference_mode():
-                return self._encode_last(module, inputs, mask, extras).float().cpu().numpy()
-        finally:
-            module.train(was_training)
+        with self._inference() as module:
+            return self._encode_last(module, inputs, mask, extras).float().cpu().numpy()
 
     def _score_rows(self, histories: Histories) -> np.ndarray:
-        import torch
-
         inputs, mask, extras = self._inputs(histories)
-        module = self.module_
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.inference_mode():
-                user = self._encode_last(module, inputs, mask, extras)
-                scores = user @ module.item_table().T
-        finally:
-            module.train(was_training)
+        with self._inference() as module:
+            user = self._encode_last(module, inputs, mask, extras)
+            scores = user @ module.item_table().T
         return scores.float().cpu().numpy()
 
     def _inputs(self, h: Histories) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
