@@ -170,3 +170,69 @@ def test_lm_lora_tuning_runs_on_cpu_and_round_trips(tmp_path):
     other = _cycle(n_items=5, n_users=3, length=4)
     assert back.bind(other).score(other.histories()).shape == (3, 5)
     np.testing.assert_allclose(back.item_text_, tuned.bind(other).item_text_, atol=1e-5)
+
+
+def _windows():
+    """Two right-aligned windows [2, 12]: 10 real items and 4 real items (pads = 99)."""
+    items = torch.full((2, 12), 99, dtype=torch.int64)
+    items[0, 2:] = torch.arange(10)
+    items[1, 8:] = torch.tensor([20, 21, 22, 23])
+    return items, items != 99
+
+
+def test_augmented_windows_keep_their_items_and_extras_aligned():
+    from m6rec.models.m6 import augment_windows
+
+    items, mask = _windows()
+    extras = {"events": items.clone(), "users": torch.tensor([[5] * 12, [7] * 12])}
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(60):
+        out, real, ex = augment_windows(items, mask, extras, rng, pad=99)
+        assert real[:, -1].all()  # the newest slot is always a real position
+        assert (ex["users"][:, -1] == torch.tensor([5, 7])).all()
+        for r in range(2):
+            orig = items[r][mask[r]].tolist()
+            got = out[r][real[r]].tolist()
+            kept = [i for i in got if i != 99]  # 99 inside the view: a masked (blank) item
+            assert len(kept) == len(set(kept)) and set(kept) <= set(orig)
+            # extras follow their items (events equal the items here) at unmasked positions
+            assert ex["events"][r][real[r]][torch.tensor(got) != 99].tolist() == kept
+            assert (out[r][~real[r]] == 99).all() and (ex["events"][r][~real[r]] == 0).all()
+            if len(got) < len(orig):
+                seen.add("crop")
+                assert any(orig[s:s + len(got)] == got for s in range(len(orig)))
+            elif 99 in got:
+                seen.add("mask")
+            elif got != orig:
+                seen.add("reorder")
+                assert sorted(got) == sorted(orig)
+    assert seen == {"crop", "mask", "reorder"}
+
+
+def test_contrastive_term_is_off_by_default_and_trains_when_on():
+    ds = _cycle()
+    off = build_model("m6", **{**FAST, "epochs": 1}).fit(ds)
+    items = torch.full((3, 10), ds.n_items, dtype=torch.int64)  # pads = n_items
+    items[0, 2:], items[1, 6:], items[2, :] = torch.arange(8), torch.arange(4), torch.arange(10)
+    mask = items < ds.n_items
+    assert off.module_.aux_loss(items, mask, {}) is None
+    on = build_model("m6", **{**FAST, "cl_weight": 0.5}).fit(ds)
+    on.module_.train()
+    loss = on.module_.aux_loss(items, mask, {}, torch.Generator().manual_seed(0))
+    assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert on.module_.blocks[0].qkv.weight.grad.abs().sum() > 0
+    # still learns the cycle with the extra term, and the term changed the training
+    rows = [[(s + t) % 12 for t in range(5)] for s in range(12)]
+    ids, _ = on.recommend(Histories.from_lists(rows), k=1, exclude_seen=False)
+    hits = np.mean([ds.item_index(f"i{(s + 5) % 12}") == ids[s, 0] for s in range(12)])
+    assert hits >= 0.9
+    ref = build_model("m6", **FAST).fit(ds)
+    assert on.history_[0]["loss"] != ref.history_[0]["loss"]
+
+
+@pytest.mark.parametrize("bad", [{"cl_weight": -0.1}, {"cl_temperature": 0.0}])
+def test_contrastive_parameters_are_checked(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        build_model("m6", **{**FAST, **bad}).fit(_cycle())

@@ -73,6 +73,15 @@ class M6(SequentialRecommender):
         item absent from the training data (a cold item of the ``cold`` protocol, in a
         catalogue given in advance) is then never pushed down as a negative, so at test time
         its text-based score is not biased against it.
+    cl_weight : float
+        Above 0: add a contrastive self-supervised term with this weight (CL4SRec: Xie et al.,
+        "Contrastive Learning for Sequential Recommendation", ICDE 2022, arXiv 2010.14395).
+        Each training window is augmented twice by a random one of crop (keep a random 60%
+        stretch), mask (30% of the items read as the blank pad vector) and reorder (shuffle a
+        random 20% stretch); the two user vectors of a window are pulled together and pushed
+        away from those of the other windows of the mini-batch (InfoNCE on cosine similarity).
+    cl_temperature : float
+        Temperature of that InfoNCE.
 
     The remaining parameters are `SequentialRecommender`'s.
     """
@@ -88,6 +97,7 @@ class M6(SequentialRecommender):
                  attn_dropout: float = 0.3, id_dropout: float = 0.1, impute_ids: bool = False,
                  text_budget: int = 200, lm_lora_rank: int = 0, lm_refresh: int = 64,
                  init: str = "", adapt_only: bool = False, seen_negatives: bool = False,
+                 cl_weight: float = 0.0, cl_temperature: float = 0.2,
                  max_len: int = 50, hidden: int = 64, dropout: float = 0.3, epochs: int = 200,
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.0,
                  patience: int = 10, eval_every: int = 1, loss: str = "auto",
@@ -110,6 +120,8 @@ class M6(SequentialRecommender):
         self.init = init
         self.adapt_only = adapt_only
         self.seen_negatives = seen_negatives
+        self.cl_weight = cl_weight
+        self.cl_temperature = cl_temperature
         super().__init__(max_len=max_len, hidden=hidden, dropout=dropout, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          patience=patience, eval_every=eval_every, loss=loss,
@@ -128,6 +140,7 @@ class M6(SequentialRecommender):
         for key in ("attn_dropout", "id_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)!r}")
+        _require(self, ints={}, positive=("cl_temperature",), non_negative=("cl_weight",))
 
     def _encode_catalogue(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
         """(item text vectors [n_items, D], profile vectors [n_users, D]) via the cache (item
@@ -250,7 +263,8 @@ class M6(SequentialRecommender):
                         self.attn_dropout, self.id_dropout, text_only=self.text_only,
                         impute_ids=self.impute_ids,
                         use_profile=self.use_profile, use_time=self.use_time,
-                        use_events=self.use_events, n_events=self.n_events_)
+                        use_events=self.use_events, n_events=self.n_events_,
+                        cl_weight=self.cl_weight, cl_temperature=self.cl_temperature)
 
     # -- persistence -----------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
@@ -340,8 +354,10 @@ class M6Module(nn.Module):
                  max_len: int, hidden: int, n_layers: int, n_heads: int, inner: int,
                  dropout: float, attn_dropout: float, id_dropout: float, text_only: bool,
                  use_profile: bool, use_time: bool, use_events: bool, n_events: int,
-                 impute_ids: bool = False):
+                 impute_ids: bool = False, cl_weight: float = 0.0,
+                 cl_temperature: float = 0.2):
         super().__init__()
+        self.cl_weight, self.cl_temperature = cl_weight, cl_temperature
         dim = item_text.shape[1]
         self.hidden, self.max_len = hidden, max_len
         self.text_only, self.id_dropout = text_only, id_dropout
@@ -394,6 +410,24 @@ class M6Module(nn.Module):
             return self.item_text.index_put((rows,), vecs)
         return self.item_text
 
+    def aux_loss(self, items: torch.Tensor, mask: torch.Tensor, extras: dict[str, torch.Tensor],
+                 generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """The contrastive term of a training mini-batch (`M6`'s ``cl_weight``), or None when
+        it is off: two augmented views of every window, InfoNCE over the 2B user vectors."""
+        if self.cl_weight <= 0:
+            return None
+        seed = int(torch.randint(2 ** 31 - 1, (1,), generator=generator))
+        rng = np.random.default_rng(seed)
+        pad = len(self.item_text)
+        views = [self.encode(*augment_windows(items, mask, extras, rng, pad))[:, -1]
+                 for _ in range(2)]
+        z = nn.functional.normalize(torch.cat(views), dim=1)
+        n = len(views[0])
+        sim = (z @ z.T / self.cl_temperature).masked_fill(
+            torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+        pair = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+        return self.cl_weight * nn.functional.cross_entropy(sim, pair)
+
     def set_catalogue(self, item_text: torch.Tensor, profile_text: torch.Tensor,
                       item_seen: torch.Tensor) -> None:
         self.item_text, self.profile_text, self.item_seen = item_text, profile_text, item_seen
@@ -439,3 +473,44 @@ class M6Module(nn.Module):
             x = x + (self.profile(prof) * known[:, None])[:, None, :]
         x = self.drop(x) * mask[..., None]
         return self.norm(causal_blocks(self.blocks, x, mask)) * self.out_scale
+
+
+#: CL4SRec's augmentation rates: crop keeps 60% of a window, mask blanks 30% of its items,
+#: reorder shuffles a 20% stretch
+CL_CROP, CL_MASK, CL_REORDER = 0.6, 0.3, 0.2
+
+
+def augment_windows(items: torch.Tensor, mask: torch.Tensor, extras: dict[str, torch.Tensor],
+                    rng: np.random.Generator, pad: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """One CL4SRec view of right-aligned windows ``items`` / ``mask`` [B, L] (pads = ``pad``):
+    each row gets a random one of crop, mask and reorder; extras follow their items. A masked
+    item keeps its position (``mask`` stays True) but reads as ``pad`` (the blank vector)."""
+    B, L = items.shape
+    lengths = mask.sum(1).cpu().numpy()
+    src = np.full((B, L), -1, dtype=np.int64)  # the input position each output slot reads
+    blank = np.zeros((B, L), dtype=bool)
+    kinds = rng.integers(3, size=B)
+    for b in range(B):
+        n = int(lengths[b])
+        idx = np.arange(L - n, L)
+        if kinds[b] == 0 and n > 1:  # crop
+            keep = max(1, int(CL_CROP * n))
+            start = int(rng.integers(n - keep + 1))
+            idx = idx[start:start + keep]
+        elif kinds[b] == 1:  # mask
+            k = int(CL_MASK * n)
+            if k:
+                blank[b, L - n + rng.choice(n, k, replace=False)] = True
+        elif kinds[b] == 2:  # reorder
+            r = max(1, int(CL_REORDER * n))
+            start = int(rng.integers(n - r + 1))
+            idx[start:start + r] = rng.permutation(idx[start:start + r])
+        src[b, L - len(idx):] = idx
+    s = torch.as_tensor(src, device=items.device)
+    real = s >= 0
+    at = s.clamp(min=0)
+    hidden = torch.as_tensor(blank, device=items.device)
+    out = torch.where(real & ~hidden, items.gather(1, at), torch.full_like(items, pad))
+    ex = {k: torch.where(real, v.gather(1, at), torch.zeros_like(v)) for k, v in extras.items()}
+    return out, real, ex

@@ -19,6 +19,9 @@ A subclass implements `build_module`, returning a ``torch.nn.Module`` with
   ``time_gaps`` (float32 seconds since the previous interaction, 0 for the first / unknown),
   ``ratings`` (float32, 0 when absent), ``events`` (int64 codes, 0 when absent), ``users``
   (int64 user index of the row, -1 for an unknown user).
+- optionally ``aux_loss(items, mask, extras, generator) -> Tensor | None``: an extra training
+  term for the same mini-batch (inputs as for ``encode``), added to the next-item loss when not
+  None (e.g. a self-supervised contrastive term); modules without it train exactly as before.
 
 Sequences are right-aligned (pads on the left, the newest item at position L - 1) when
 ``padding_side = "left"``, or left-aligned when ``"right"`` (recurrent models, whose states at
@@ -199,6 +202,16 @@ class SequentialRecommender(Recommender):
                     return full_softmax_ce(h, target, table, exclude=exclude)
                 return sampled_softmax_ce(h, target, table, self.n_negatives,
                                           self.temperature, generator=gen)
+
+            aux_loss = getattr(module, "aux_loss", None)
+            if aux_loss is not None:  # opt-in extra term (e.g. m6's contrastive cl_weight)
+                next_item_loss = step
+
+                def step(idx: torch.Tensor) -> torch.Tensor:
+                    loss = next_item_loss(idx)
+                    idx = idx.to(device)
+                    aux = aux_loss(x[idx], m[idx], {k: v[idx] for k, v in ex.items()}, gen)
+                    return loss if aux is None else loss + aux
 
             res = train_epochs(module, opt, step, len(x), epochs=self.epochs,
                                batch_size=self.batch_size, generator=gen, validate=validate,
