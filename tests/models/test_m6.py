@@ -147,6 +147,30 @@ def test_adapt_only_trains_a_small_fraction(tmp_path):
         build_model("m6", adapt_only=True).fit(target)
 
 
+def test_add_ids_gives_a_text_only_init_trainable_id_embeddings(tmp_path):
+    source = _cycle()
+    base = build_model("m6", **{**FAST, "epochs": 3, "text_only": True}).fit(source)
+    base.save(tmp_path / "base")
+    target = _cycle(n_items=16, n_users=30)
+    adapted = build_model("m6", init=str(tmp_path / "base"), adapt_only=True, add_ids=True,
+                          epochs=2, device="cpu").fit(target)
+    params = dict(adapted.module_.named_parameters())
+    assert not adapted.text_only
+    assert params["id_emb.weight"].shape[0] == target.n_items
+    assert params["id_emb.weight"].requires_grad and params["gate.weight"].requires_grad
+    assert not params["blocks.0.qkv.weight"].requires_grad
+    assert "id_emb.weight" not in adapted.init_loaded_  # new, not from the text-only init
+    text_only = build_model("m6", init=str(tmp_path / "base"), adapt_only=True, epochs=2,
+                            device="cpu").fit(target)
+    assert adapted.trainable_fraction() > text_only.trainable_fraction()
+    adapted.save(tmp_path / "adapted")  # the saved model has its ID part
+    again = Recommender.load(tmp_path / "adapted")
+    h = Histories.from_lists([[0, 1, 2], [5, 6]])
+    np.testing.assert_allclose(again.score(h), adapted.score(h), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="add_ids needs init"):
+        build_model("m6", add_ids=True).fit(target)
+
+
 def test_lm_lora_tuning_runs_on_cpu_and_round_trips(tmp_path):
     """LoRA adapters inside MiniLM: trained (only they change), the catalogue re-encoded with
     them, saved, loaded and used again to read a new catalogue."""

@@ -68,6 +68,10 @@ class M6(SequentialRecommender):
     adapt_only : bool
         With ``init``: train only the item adapter, the ID gate, the profile projection and the
         output scale (parameter-efficient adaptation); the user Transformer stays frozen.
+    add_ids : bool
+        With ``init`` of a ``text_only`` model: the new domain's items also get ID embeddings
+        (new, fused through a new gate; under ``adapt_only`` they are trained too), so an
+        adapted model can learn what text alone does not say about an item.
     seen_negatives : bool
         The training softmax runs over the items that have training interactions only: an
         item absent from the training data (a cold item of the ``cold`` protocol, in a
@@ -96,7 +100,8 @@ class M6(SequentialRecommender):
                  n_layers: int = 2, n_heads: int = 2, inner: int = 256,
                  attn_dropout: float = 0.3, id_dropout: float = 0.1, impute_ids: bool = False,
                  text_budget: int = 200, lm_lora_rank: int = 0, lm_refresh: int = 64,
-                 init: str = "", adapt_only: bool = False, seen_negatives: bool = False,
+                 init: str = "", adapt_only: bool = False, add_ids: bool = False,
+                 seen_negatives: bool = False,
                  cl_weight: float = 0.0, cl_temperature: float = 0.2,
                  max_len: int = 50, hidden: int = 64, dropout: float = 0.3, epochs: int = 200,
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.0,
@@ -119,6 +124,7 @@ class M6(SequentialRecommender):
         self.lm_refresh = lm_refresh
         self.init = init
         self.adapt_only = adapt_only
+        self.add_ids = add_ids
         self.seen_negatives = seen_negatives
         self.cl_weight = cl_weight
         self.cl_temperature = cl_temperature
@@ -209,10 +215,14 @@ class M6(SequentialRecommender):
             raise ValueError(f"init {self.init!r} holds a {config.get('model')!r} model, not m6")
         for key in ARCHITECTURE:
             setattr(self, key, config["params"][key])
+        if self.add_ids:
+            self.text_only = False
 
     def fit(self, dataset: Dataset, valid=None) -> M6:
         if self.adapt_only and not self.init:
             raise ValueError("adapt_only needs init=DIR (a trained m6 model to adapt)")
+        if self.add_ids and not self.init:
+            raise ValueError("add_ids needs init=DIR (a trained text-only m6 model)")
         if self.init:
             self._apply_init()
         self._from_init = bool(self.init)
