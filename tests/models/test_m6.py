@@ -171,6 +171,40 @@ def test_add_ids_gives_a_text_only_init_trainable_id_embeddings(tmp_path):
         build_model("m6", add_ids=True).fit(target)
 
 
+def test_rating_head_learns_ratings_beside_the_next_item(tmp_path):
+    ds = _cycle()
+    inter = pd.DataFrame([(f"u{u}", f"i{(u + t) % 12}", float(t))
+                          for u in range(40) for t in range(15)],
+                         columns=["user_id", "item_id", "timestamp"])  # _cycle's events
+    inter["rating"] = [1.0 + (int(i[1:]) % 5) for i in inter["item_id"]]  # item i: 1 + i % 5
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(12)],
+                          "title": [f"station number {i}" for i in range(12)]})
+    rated = from_dataframe(inter, items=items, name="rated")
+    m = build_model("m6", **{**FAST, "epochs": 60, "patience": 60},
+                    rating_weight=1.0).fit(rated)
+    h = Histories.from_lists([[(s + t) % 12 for t in range(5)] for s in range(12)])
+    targets = np.array([[(s + 5) % 12] for s in range(12)])  # the item that comes next
+    pred = m.predict_ratings(h, targets)
+    truth = 1.0 + (targets % 5)
+    # item indices follow first appearance, which is i0, i1, ... here
+    assert [rated.item_index(f"i{k}") for k in range(12)] == list(range(12))
+    rmse = float(np.sqrt(np.mean((pred - truth) ** 2)))
+    baseline = float(np.sqrt(np.mean((inter["rating"].mean() - truth) ** 2)))
+    assert rmse < 0.5 * baseline, (rmse, baseline)
+    assert pred.min() >= 1.0 and pred.max() <= 5.0
+    # next-item ranking still learned
+    ids, _ = m.recommend(h, k=1, exclude_seen=False)
+    assert np.mean(ids[:, 0] == targets[:, 0]) > 0.8
+    m.save(tmp_path / "rated")
+    np.testing.assert_allclose(Recommender.load(tmp_path / "rated").predict_ratings(h, targets),
+                               pred, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="has no 'rating' column"):
+        build_model("m6", **FAST, rating_weight=1.0).fit(ds)
+    plain = build_model("m6", **{**FAST, "epochs": 1}).fit(ds)
+    with pytest.raises(ValueError, match="rating_weight > 0"):
+        plain.predict_ratings(h, targets)
+
+
 def test_lm_lora_tuning_runs_on_cpu_and_round_trips(tmp_path):
     """LoRA adapters inside MiniLM: trained (only they change), the catalogue re-encoded with
     them, saved, loaded and used again to read a new catalogue."""

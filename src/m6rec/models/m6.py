@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from m6rec.data.dataset import Dataset
+from m6rec.data.histories import Histories
 from m6rec.models.sasrec import Block, causal_blocks
 from m6rec.models.sequential import SequentialRecommender, _require
 
@@ -86,6 +87,10 @@ class M6(SequentialRecommender):
         away from those of the other windows of the mini-batch (InfoNCE on cosine similarity).
     cl_temperature : float
         Temperature of that InfoNCE.
+    rating_weight : float
+        Above 0 (data with ratings): a second head on the user vector predicts the rating of
+        the next item, ``mu + mlp([u; v; u * v])``, trained with MSE at this weight beside the
+        next-item loss (multi-task); `predict_ratings` reads it.
 
     The remaining parameters are `SequentialRecommender`'s.
     """
@@ -93,7 +98,7 @@ class M6(SequentialRecommender):
     name = "m6"
     reads_text = True
     padding_side = "left"
-    extras = ("time_gaps", "events", "users")
+    extras = ("time_gaps", "events", "users", "ratings")
 
     def __init__(self, encoder: str = "default", text_only: bool = False,
                  use_profile: bool = True, use_time: bool = True, use_events: bool = True,
@@ -103,7 +108,7 @@ class M6(SequentialRecommender):
                  init: str = "", adapt_only: bool = False, add_ids: bool = False,
                  seen_negatives: bool = False,
                  cl_weight: float = 0.0, cl_temperature: float = 0.2,
-                 max_len: int = 50, hidden: int = 64, dropout: float = 0.3, epochs: int = 200,
+                 rating_weight: float = 0.0, max_len: int = 50, hidden: int = 64, dropout: float = 0.3, epochs: int = 200,
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.0,
                  patience: int = 10, eval_every: int = 1, loss: str = "auto",
                  n_negatives: int = 256, temperature: float = 1.0, ce_max_items: int = 20000,
@@ -128,6 +133,7 @@ class M6(SequentialRecommender):
         self.seen_negatives = seen_negatives
         self.cl_weight = cl_weight
         self.cl_temperature = cl_temperature
+        self.rating_weight = rating_weight
         super().__init__(max_len=max_len, hidden=hidden, dropout=dropout, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          patience=patience, eval_every=eval_every, loss=loss,
@@ -146,7 +152,7 @@ class M6(SequentialRecommender):
         for key in ("attn_dropout", "id_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)!r}")
-        _require(self, ints={}, positive=("cl_temperature",), non_negative=("cl_weight",))
+        _require(self, ints={}, positive=("cl_temperature",), non_negative=("cl_weight", "rating_weight"))
 
     def _encode_catalogue(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
         """(item text vectors [n_items, D], profile vectors [n_users, D]) via the cache (item
@@ -181,6 +187,13 @@ class M6(SequentialRecommender):
         self.encode_stats_["seconds"] = time.perf_counter() - t0
         self.item_seen_ = (dataset.item_counts() > 0)
         self.n_events_ = max(1, len(dataset.event_types))
+        self.rating_range_ = np.zeros(3, np.float32)  # mean, min, max (rating head only)
+        if self.rating_weight > 0:
+            if not dataset.has_ratings:
+                raise ValueError(f"rating_weight={self.rating_weight!r} needs ratings, and "
+                                 f"dataset {dataset.name!r} has no 'rating' column")
+            r = dataset.inter["rating"].to_numpy(np.float32)
+            self.rating_range_ = np.array([r.mean(), r.min(), r.max()], np.float32)
 
     def _softmax_items(self) -> np.ndarray | None:
         if self.seen_negatives and not self.item_seen_.all():
@@ -274,7 +287,9 @@ class M6(SequentialRecommender):
                         impute_ids=self.impute_ids,
                         use_profile=self.use_profile, use_time=self.use_time,
                         use_events=self.use_events, n_events=self.n_events_,
-                        cl_weight=self.cl_weight, cl_temperature=self.cl_temperature)
+                        cl_weight=self.cl_weight, cl_temperature=self.cl_temperature,
+                        rating_weight=self.rating_weight,
+                        rating_range=getattr(self, "rating_range_", None))
 
     # -- persistence -----------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
@@ -310,6 +325,23 @@ class M6(SequentialRecommender):
             out = module.item_table().float().cpu().numpy()
         module.train(was)
         return out
+
+    def predict_ratings(self, histories: Histories, item_idx: np.ndarray) -> np.ndarray:
+        """Predicted ratings [n, m] of per-row items ``item_idx`` (int [n, m]) by the rating
+        head (``rating_weight`` > 0), clipped to the training range."""
+        self._check_fitted()
+        module = self.module_
+        if getattr(module, "rate_head", None) is None:
+            raise ValueError("predict_ratings needs an m6 fitted with rating_weight > 0")
+        item_idx = np.asarray(item_idx, dtype=np.int64).reshape(len(histories), -1)
+        inputs, mask, extras = self._inputs(histories)
+        with self._inference() as mod:
+            user = self._encode_last(mod, inputs, mask, extras)
+            idx = torch.as_tensor(item_idx, device=user.device)
+            pred = mod.rate(user[:, None, :].expand(-1, idx.shape[1], -1),
+                            mod.item_table()[idx])
+            lo, hi = mod.rating_range[1], mod.rating_range[2]
+            return pred.clamp(lo, hi).float().cpu().numpy()
 
     def encode_texts(self, texts: list[str], space: str = "item") -> np.ndarray:
         """Free texts (e.g. requests) read by the model's language model: ``space="lm"`` gives
@@ -365,8 +397,10 @@ class M6Module(nn.Module):
                  dropout: float, attn_dropout: float, id_dropout: float, text_only: bool,
                  use_profile: bool, use_time: bool, use_events: bool, n_events: int,
                  impute_ids: bool = False, cl_weight: float = 0.0,
-                 cl_temperature: float = 0.2):
+                 cl_temperature: float = 0.2, rating_weight: float = 0.0,
+                 rating_range: np.ndarray | None = None):
         super().__init__()
+        self.rating_weight = rating_weight
         self.cl_weight, self.cl_temperature = cl_weight, cl_temperature
         dim = item_text.shape[1]
         self.hidden, self.max_len = hidden, max_len
@@ -399,6 +433,16 @@ class M6Module(nn.Module):
         self.norm = nn.LayerNorm(hidden)
         self.out_scale = nn.Parameter(torch.tensor(1.0))
         self.lm, self.lm_refresh, self._fresh = None, 64, None  # set by M6 for LM tuning
+        if rating_weight > 0:  # built last: models without it initialise exactly as before
+            self.rate_head = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.GELU(),
+                                           nn.Linear(hidden, 1))
+            rr = np.zeros(3, np.float32) if rating_range is None else rating_range
+            self.register_buffer("rating_range", torch.as_tensor(rr, dtype=torch.float32))
+
+    def rate(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Predicted rating of items ``item`` [..., d] for user vectors ``user`` [..., d]."""
+        z = torch.cat([user, item, user * item], dim=-1)
+        return self.rating_range[0] + self.rate_head(z).squeeze(-1)
 
     def begin_step(self, items: torch.Tensor, generator: torch.Generator | None = None) -> None:
         """Before a training step with LM adapters: write the last step's fresh encodings into
@@ -422,10 +466,33 @@ class M6Module(nn.Module):
 
     def aux_loss(self, items: torch.Tensor, mask: torch.Tensor, extras: dict[str, torch.Tensor],
                  generator: torch.Generator | None = None) -> torch.Tensor | None:
-        """The contrastive term of a training mini-batch (`M6`'s ``cl_weight``), or None when
-        it is off: two augmented views of every window, InfoNCE over the 2B user vectors."""
-        if self.cl_weight <= 0:
-            return None
+        """The extra terms of a training mini-batch, or None when all are off: the rating
+        head's (``rating_weight``) and the contrastive one (``cl_weight``)."""
+        terms = []
+        if self.rating_weight > 0:
+            terms.append(self.rating_weight * self._rating_loss(items, mask, extras))
+        if self.cl_weight > 0:
+            terms.append(self._contrastive_loss(items, mask, extras, generator))
+        return sum(terms) if terms else None
+
+    def _rating_loss(self, items: torch.Tensor, mask: torch.Tensor,
+                     extras: dict[str, torch.Tensor]) -> torch.Tensor:
+        """MSE of the rating of each window item (that has one) predicted from the user
+        vector just before it and the item's vector."""
+        h = self.encode(items, mask, extras)
+        table = self.item_table()
+        table = torch.cat([table, table.new_zeros(1, table.shape[1])])
+        r = extras["ratings"][:, 1:]
+        ok = mask[:, :-1] & mask[:, 1:] & (r > 0)
+        if not bool(ok.any()):
+            return h.sum() * 0.0
+        pred = self.rate(h[:, :-1][ok], table[items[:, 1:][ok]])
+        return nn.functional.mse_loss(pred, r[ok])
+
+    def _contrastive_loss(self, items: torch.Tensor, mask: torch.Tensor,
+                          extras: dict[str, torch.Tensor],
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+        """CL4SRec: two augmented views of every window, InfoNCE over the 2B user vectors."""
         seed = int(torch.randint(2 ** 31 - 1, (1,), generator=generator))
         rng = np.random.default_rng(seed)
         pad = len(self.item_text)
