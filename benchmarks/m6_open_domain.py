@@ -45,6 +45,9 @@ def main() -> None:
     ap.add_argument("--sources", default="lastfm_hetrec2011,microlens_50k")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--model-dir", default="runs/m6_open")
+    ap.add_argument("--adapt-only-rows", action="store_true",
+                    help="on the target: zero-shot, pop and the adapter rows only (no ease / "
+                         "in-domain m6 refit)")
     ap.add_argument("--reuse", action="store_true",
                     help="skip the source training: use the model already in --model-dir")
     args = ap.parse_args()
@@ -76,8 +79,9 @@ def main() -> None:
     zs = build_model("m6").load(args.model_dir).bind(target)
     results["m6 zero-shot (no training on target)"] = (_m(evaluate(zs, tsplit.test)), 0.0, 0.0)
     print("zero-shot", results["m6 zero-shot (no training on target)"], flush=True)
-    for name, params in (("pop", {}), ("ease", {}),
-                         ("m6", {k: v for k, v in common.items() if k != "text_only"})):
+    baselines = (("pop", {}), ("ease", {}),
+                 ("m6", {k: v for k, v in common.items() if k != "text_only"}))
+    for name, params in baselines[:1] if args.adapt_only_rows else baselines:
         extra = {"epochs": args.target_epochs, "patience": 3} if name == "m6" else {}
         mdl, sec = fit(build_model(name, **extra, **params), tsplit)
         frac = mdl.trainable_fraction() if name == "m6" else 1.0

@@ -151,6 +151,10 @@ def test_add_ids_gives_a_text_only_init_trainable_id_embeddings(tmp_path):
     source = _cycle()
     base = build_model("m6", **{**FAST, "epochs": 3, "text_only": True}).fit(source)
     base.save(tmp_path / "base")
+    import json  # a model saved before a parameter existed: the parameter keeps its default
+    cfg = json.loads((tmp_path / "base" / "config.json").read_text())
+    del cfg["params"]["impute_ids"]
+    (tmp_path / "base" / "config.json").write_text(json.dumps(cfg))
     target = _cycle(n_items=16, n_users=30)
     adapted = build_model("m6", init=str(tmp_path / "base"), adapt_only=True, add_ids=True,
                           epochs=2, device="cpu").fit(target)

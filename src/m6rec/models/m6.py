@@ -226,8 +226,8 @@ class M6(SequentialRecommender):
         config = json.loads(cfg.read_text())
         if config.get("model") != self.name:
             raise ValueError(f"init {self.init!r} holds a {config.get('model')!r} model, not m6")
-        for key in ARCHITECTURE:
-            setattr(self, key, config["params"][key])
+        for key in ARCHITECTURE:  # a key older models did not save keeps its default
+            setattr(self, key, config["params"].get(key, type(self)().get_params()[key]))
         if self.add_ids:
             self.text_only = False
 
