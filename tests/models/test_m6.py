@@ -298,3 +298,27 @@ def test_contrastive_term_is_off_by_default_and_trains_when_on():
 def test_contrastive_parameters_are_checked(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         build_model("m6", **{**FAST, **bad}).fit(_cycle())
+
+
+def test_gru_tower_learns_next_item_and_never_reads_pads():
+    ds = _cycle()
+    m = build_model("m6", **{**FAST, "tower": "gru", "n_layers": 1}).fit(ds)
+    assert len(m.module_.blocks) == 0 and hasattr(m.module_, "gru")
+    rows = [[(s + t) % 12 for t in range(5)] for s in range(12)]
+    ids, _ = m.recommend(Histories.from_lists(rows), k=1, exclude_seen=False)
+    hits = np.mean([ds.item_index(f"i{(s + 5) % 12}") == ids[s, 0] for s in range(12)])
+    assert hits >= 0.9
+    module = m.module_.eval()
+    x = torch.randn(2, 10, 32)
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[0, :6] = False  # row 0: 4 items after 6 pads
+    with torch.no_grad():
+        padded = module._gru(x, mask)
+        alone = module._gru(x[:1, 6:], torch.ones(1, 4, dtype=torch.bool))
+    torch.testing.assert_close(padded[0, 6:], alone[0])
+    assert (padded[0, :6] == 0).all()
+
+
+def test_tower_is_checked():
+    with pytest.raises(ValueError, match="tower"):
+        build_model("m6", **{**FAST, "tower": "lstm"}).fit(_cycle())

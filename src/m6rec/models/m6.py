@@ -45,6 +45,11 @@ class M6(SequentialRecommender):
         Switch the profile segment, time-gap and event-type embeddings.
     n_layers, n_heads, inner, attn_dropout :
         The user Transformer.
+    tower : {"transformer", "gru"}
+        The user encoder over the item sequence: the causal Transformer above, or a GRU
+        (GRU4Rec: Hidasi et al., ICLR 2016) of ``n_layers`` layers and width ``inner``
+        (``n_heads`` and ``attn_dropout`` unused) over the same inputs (item vectors with
+        time-gap, event and profile embeddings), then a linear map back to ``hidden``.
     id_dropout : float
         Share of items whose ID part is hidden in each training step, so the model also learns
         to rank from text alone (what cold items need).
@@ -107,6 +112,7 @@ class M6(SequentialRecommender):
                  text_budget: int = 200, lm_lora_rank: int = 0, lm_refresh: int = 64,
                  init: str = "", adapt_only: bool = False, add_ids: bool = False,
                  seen_negatives: bool = False,
+                 tower: str = "transformer",
                  cl_weight: float = 0.0, cl_temperature: float = 0.2,
                  rating_weight: float = 0.0, max_len: int = 50, hidden: int = 64, dropout: float = 0.3, epochs: int = 200,
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.0,
@@ -131,6 +137,7 @@ class M6(SequentialRecommender):
         self.adapt_only = adapt_only
         self.add_ids = add_ids
         self.seen_negatives = seen_negatives
+        self.tower = tower
         self.cl_weight = cl_weight
         self.cl_temperature = cl_temperature
         self.rating_weight = rating_weight
@@ -149,6 +156,8 @@ class M6(SequentialRecommender):
                              "lm_lora_rank": 0, "lm_refresh": 1})
         if self.hidden % self.n_heads:
             raise ValueError(f"n_heads ({self.n_heads}) must divide hidden ({self.hidden})")
+        if self.tower not in TOWERS:
+            raise ValueError(f"tower must be one of {', '.join(TOWERS)}, got {self.tower!r}")
         for key in ("attn_dropout", "id_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)!r}")
@@ -288,7 +297,7 @@ class M6(SequentialRecommender):
                         use_profile=self.use_profile, use_time=self.use_time,
                         use_events=self.use_events, n_events=self.n_events_,
                         cl_weight=self.cl_weight, cl_temperature=self.cl_temperature,
-                        rating_weight=self.rating_weight,
+                        tower=self.tower, rating_weight=self.rating_weight,
                         rating_range=getattr(self, "rating_range_", None))
 
     # -- persistence -----------------------------------------------------------------------------
@@ -380,7 +389,9 @@ class M6(SequentialRecommender):
 
 #: parameters copied from an ``init`` model (they define the network's shape)
 ARCHITECTURE = ("encoder", "text_only", "use_profile", "use_time", "use_events", "n_layers",
-                "n_heads", "inner", "hidden", "max_len", "text_budget", "impute_ids")
+                "n_heads", "inner", "hidden", "max_len", "text_budget", "impute_ids", "tower")
+#: user encoders (``tower``)
+TOWERS = ("transformer", "gru")
 #: top-level modules trained under ``adapt_only``
 ADAPTABLE = ("adapter", "skip", "gate", "profile", "out_scale", "id_emb", "impute")
 
@@ -398,8 +409,9 @@ class M6Module(nn.Module):
                  use_profile: bool, use_time: bool, use_events: bool, n_events: int,
                  impute_ids: bool = False, cl_weight: float = 0.0,
                  cl_temperature: float = 0.2, rating_weight: float = 0.0,
-                 rating_range: np.ndarray | None = None):
+                 rating_range: np.ndarray | None = None, tower: str = "transformer"):
         super().__init__()
+        self.tower = tower
         self.rating_weight = rating_weight
         self.cl_weight, self.cl_temperature = cl_weight, cl_temperature
         dim = item_text.shape[1]
@@ -428,8 +440,14 @@ class M6Module(nn.Module):
             self.event_emb = nn.Embedding(n_events, hidden)
             nn.init.zeros_(self.event_emb.weight)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(hidden, n_heads, inner, dropout, attn_dropout)
-                                    for _ in range(n_layers))
+        if tower == "gru":
+            self.gru = nn.GRU(hidden, inner, num_layers=n_layers, batch_first=True,
+                              dropout=dropout if n_layers > 1 else 0.0)
+            self.gru_out = nn.Linear(inner, hidden)
+            self.blocks = nn.ModuleList()
+        else:
+            self.blocks = nn.ModuleList(Block(hidden, n_heads, inner, dropout, attn_dropout)
+                                        for _ in range(n_layers))
         self.norm = nn.LayerNorm(hidden)
         self.out_scale = nn.Parameter(torch.tensor(1.0))
         self.lm, self.lm_refresh, self._fresh = None, 64, None  # set by M6 for LM tuning
@@ -536,7 +554,8 @@ class M6Module(nn.Module):
         table = self.item_table()
         table = torch.cat([table, table.new_zeros(1, table.shape[1])])  # pad row
         pos = torch.arange(self.max_len - L, self.max_len, device=items.device)
-        x = table[items] * math.sqrt(self.hidden) + self.pos_emb(pos)[None]
+        scale = 1.0 if self.tower == "gru" else math.sqrt(self.hidden)
+        x = table[items] * scale + self.pos_emb(pos)[None]
         if self.use_time and "time_gaps" in extras:
             gaps = extras["time_gaps"].clamp(min=0)
             bucket = torch.log2(gaps + 1).floor().long().clamp(max=N_GAP_BUCKETS - 1)
@@ -549,7 +568,21 @@ class M6Module(nn.Module):
             prof = self.profile_text[users.clamp(min=0, max=max(len(self.profile_text) - 1, 0))]
             x = x + (self.profile(prof) * known[:, None])[:, None, :]
         x = self.drop(x) * mask[..., None]
+        if self.tower == "gru":
+            return self._gru(x, mask) * self.out_scale
         return self.norm(causal_blocks(self.blocks, x, mask)) * self.out_scale
+
+    def _gru(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The GRU tower over right-aligned ``x`` [B, L, d]: rows are rolled so their items come
+        first (the recurrent state never reads a pad before an item), then rolled back."""
+        B, L, d = x.shape
+        lead = (L - mask.sum(1))[:, None]  # pads before each row's first item
+        j = torch.arange(L, device=x.device)[None]
+        first = ((j + lead) % L)[..., None]
+        out, _ = self.gru(x.gather(1, first.expand(B, L, d)))
+        h = self.gru_out(self.drop(out))
+        back = ((j - lead) % L)[..., None]
+        return h.gather(1, back.expand(B, L, h.shape[2])) * mask[..., None]
 
 
 #: CL4SRec's augmentation rates: crop keeps 60% of a window, mask blanks 30% of its items,
