@@ -73,10 +73,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--summary", action="store_true", help="print the table of --out and exit")
+    ap.add_argument("--markdown", action="store_true", help="with --summary: a Markdown table")
     args = ap.parse_args(argv)
     if args.summary:
-        for row in summary(args.out):
-            print(json.dumps(row))
+        rows = summary(args.out)
+        if args.markdown:
+            print("| run | seeds | NDCG@10 | per seed | best epochs | fit s |")
+            print("|---|---|---|---|---|---|")
+        for row in rows:
+            if not args.markdown:
+                print(json.dumps(row))
+                continue
+            std = f" +- {row['std']:.4f}" if row["std"] is not None else ""
+            print(f"| `{row['run']}` | {','.join(map(str, row['seeds']))} | "
+                  f"{row['ndcg@10']:.4f}{std} | {', '.join(f'{v:.4f}' for v in row['per_seed'])}"
+                  f" | {', '.join(map(str, row['best_epochs']))} | "
+                  f"{', '.join(f'{v:.0f}' for v in row['fit_seconds'])} |")
         return
     sets = []
     for i, text in enumerate(args.params or ["{}"]):
