@@ -52,6 +52,14 @@ def test_frozen_form_scores_like_m6(teacher, checkerboard):
     np.testing.assert_allclose(c.score(unknown), teacher.score(unknown), rtol=1e-5, atol=1e-5)
 
 
+def test_gru_tower_is_refused_not_silently_miscopied(checkerboard):
+    from m6rec.compress.frozen import freeze
+
+    gru = build_model("m6", **{**TEACHER, "epochs": 1, "tower": "gru"}).fit(checkerboard)
+    with pytest.raises(ValueError, match="Transformer user tower only"):
+        freeze(gru)
+
+
 def test_int8_stores_int8_and_keeps_ranking(teacher, checkerboard, tmp_path):
     from torch.ao.nn.quantized import dynamic as nnqd
 

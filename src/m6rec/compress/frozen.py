@@ -117,7 +117,13 @@ def architecture(m6: Any, width: int | None = None, n_layers: int | None = None,
 
 
 def freeze(m6: Any) -> FrozenM6:
-    """`FrozenM6` with the weights of a fitted ``m6`` model; its scores equal ``m6.score``."""
+    """`FrozenM6` with the weights of a fitted ``m6`` model; its scores equal ``m6.score``.
+    Only the Transformer user tower has a frozen form (ValueError for ``tower="gru"``: its
+    weights have no counterpart here, and a copy would score with untrained blocks)."""
+    tower = getattr(m6, "tower", "transformer")
+    if tower != "transformer":
+        raise ValueError(f"compression supports m6's Transformer user tower only; this model "
+                         f"has tower={tower!r} (train it with tower='transformer' to compress)")
     src = m6.module_
     was = src.training
     src.eval()
