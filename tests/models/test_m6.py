@@ -278,10 +278,10 @@ def test_contrastive_term_is_off_by_default_and_trains_when_on():
     items = torch.full((3, 10), ds.n_items, dtype=torch.int64)  # pads = n_items
     items[0, 2:], items[1, 6:], items[2, :] = torch.arange(8), torch.arange(4), torch.arange(10)
     mask = items < ds.n_items
-    assert off.module_.aux_loss(items, mask, {}) is None
+    assert off.module_.aux_loss(items, mask, {}, None) is None
     on = build_model("m6", **{**FAST, "cl_weight": 0.5}).fit(ds)
     on.module_.train()
-    loss = on.module_.aux_loss(items, mask, {}, torch.Generator().manual_seed(0))
+    loss = on.module_.aux_loss(items, mask, {}, None, torch.Generator().manual_seed(0))
     assert loss.ndim == 0 and torch.isfinite(loss) and loss > 0
     loss.backward()
     assert on.module_.blocks[0].qkv.weight.grad.abs().sum() > 0

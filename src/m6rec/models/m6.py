@@ -103,7 +103,10 @@ class M6(SequentialRecommender):
     name = "m6"
     reads_text = True
     padding_side = "left"
-    extras = ("time_gaps", "events", "users", "ratings")
+    @property
+    def extras(self) -> tuple[str, ...]:  # ratings only for the rating head (not at serving)
+        base = ("time_gaps", "events", "users")
+        return base + ("ratings",) if self.rating_weight > 0 else base
 
     def __init__(self, encoder: str = "default", text_only: bool = False,
                  use_profile: bool = True, use_time: bool = True, use_events: bool = True,
@@ -235,8 +238,9 @@ class M6(SequentialRecommender):
         config = json.loads(cfg.read_text())
         if config.get("model") != self.name:
             raise ValueError(f"init {self.init!r} holds a {config.get('model')!r} model, not m6")
-        for key in ARCHITECTURE:  # a key older models did not save keeps its default
-            setattr(self, key, config["params"].get(key, type(self)().get_params()[key]))
+        defaults = type(self)().get_params()  # for a key older models did not save
+        for key in ARCHITECTURE:
+            setattr(self, key, config["params"].get(key, defaults[key]))
         if self.add_ids:
             self.text_only = False
 
@@ -483,21 +487,22 @@ class M6Module(nn.Module):
         return self.item_text
 
     def aux_loss(self, items: torch.Tensor, mask: torch.Tensor, extras: dict[str, torch.Tensor],
-                 generator: torch.Generator | None = None) -> torch.Tensor | None:
-        """The extra terms of a training mini-batch, or None when all are off: the rating
-        head's (``rating_weight``) and the contrastive one (``cl_weight``)."""
+                 hidden: torch.Tensor, generator: torch.Generator | None = None
+                 ) -> torch.Tensor | None:
+        """The extra terms of a training mini-batch (``hidden`` = its ``encode`` output), or
+        None when all are off: the rating head's (``rating_weight``) and the contrastive one
+        (``cl_weight``)."""
         terms = []
         if self.rating_weight > 0:
-            terms.append(self.rating_weight * self._rating_loss(items, mask, extras))
+            terms.append(self.rating_weight * self._rating_loss(items, mask, extras, hidden))
         if self.cl_weight > 0:
             terms.append(self._contrastive_loss(items, mask, extras, generator))
         return sum(terms) if terms else None
 
     def _rating_loss(self, items: torch.Tensor, mask: torch.Tensor,
-                     extras: dict[str, torch.Tensor]) -> torch.Tensor:
+                     extras: dict[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
         """MSE of the rating of each window item (that has one) predicted from the user
-        vector just before it and the item's vector."""
-        h = self.encode(items, mask, extras)
+        vector ``h`` just before it and the item's vector."""
         table = self.item_table()
         table = torch.cat([table, table.new_zeros(1, table.shape[1])])
         r = extras["ratings"][:, 1:]

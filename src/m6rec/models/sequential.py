@@ -19,9 +19,11 @@ A subclass implements `build_module`, returning a ``torch.nn.Module`` with
   ``time_gaps`` (float32 seconds since the previous interaction, 0 for the first / unknown),
   ``ratings`` (float32, 0 when absent), ``events`` (int64 codes, 0 when absent), ``users``
   (int64 user index of the row, -1 for an unknown user).
-- optionally ``aux_loss(items, mask, extras, generator) -> Tensor | None``: an extra training
-  term for the same mini-batch (inputs as for ``encode``), added to the next-item loss when not
-  None (e.g. a self-supervised contrastive term); modules without it train exactly as before.
+- optionally ``aux_loss(items, mask, extras, hidden, generator) -> Tensor | None``: an extra
+  training term for the same mini-batch (inputs as for ``encode``; ``hidden`` = the step's own
+  ``encode`` output [B, L, d], so a head on it needs no second pass), added to the next-item
+  loss when not None (e.g. a self-supervised contrastive term, a rating head); modules without
+  it train exactly as before.
 
 Sequences are right-aligned (pads on the left, the newest item at position L - 1) when
 ``padding_side = "left"``, or left-aligned when ``"right"`` (recurrent models, whose states at
@@ -184,34 +186,33 @@ class SequentialRecommender(Recommender):
             opt = torch.optim.Adam(module.parameters(), lr=self.lr,
                                    weight_decay=self.weight_decay)
             begin_step = getattr(module, "begin_step", None)
+            aux_loss = getattr(module, "aux_loss", None)  # opt-in extra term (e.g. m6's)
 
             def step(idx: torch.Tensor) -> torch.Tensor:
                 idx = idx.to(device)
-                sel = m[idx]
+                sel, xi = m[idx], x[idx]
                 if begin_step is not None:  # e.g. re-encode this step's item texts with grads
-                    begin_step(torch.cat([x[idx][sel], y[idx][sel]]), gen)
-                h = module.encode(x[idx], sel, {k: v[idx] for k, v in ex.items()})[sel]
+                    begin_step(torch.cat([xi[sel], y[idx][sel]]), gen)
+                exi = {k: v[idx] for k, v in ex.items()}
+                hidden = module.encode(xi, sel, exi)
+                h = hidden[sel]
                 table, target = module.item_table(), y[idx][sel]
                 if only is not None:
                     table, target = table[only], into[target]
                 if kind == "ce":
-                    exclude = _history_pairs(x[idx], sel) if self.mask_history else None
+                    exclude = _history_pairs(xi, sel) if self.mask_history else None
                     if exclude is not None and only is not None:
                         rows, cols = exclude[0], into[exclude[1]]
                         exclude = (rows[cols >= 0], cols[cols >= 0])
-                    return full_softmax_ce(h, target, table, exclude=exclude)
-                return sampled_softmax_ce(h, target, table, self.n_negatives,
-                                          self.temperature, generator=gen)
-
-            aux_loss = getattr(module, "aux_loss", None)
-            if aux_loss is not None:  # opt-in extra term (e.g. m6's contrastive cl_weight)
-                next_item_loss = step
-
-                def step(idx: torch.Tensor) -> torch.Tensor:
-                    loss = next_item_loss(idx)
-                    idx = idx.to(device)
-                    aux = aux_loss(x[idx], m[idx], {k: v[idx] for k, v in ex.items()}, gen)
-                    return loss if aux is None else loss + aux
+                    loss = full_softmax_ce(h, target, table, exclude=exclude)
+                else:
+                    loss = sampled_softmax_ce(h, target, table, self.n_negatives,
+                                              self.temperature, generator=gen)
+                if aux_loss is not None:
+                    aux = aux_loss(xi, sel, exi, hidden, gen)
+                    if aux is not None:
+                        loss = loss + aux
+                return loss
 
             res = train_epochs(module, opt, step, len(x), epochs=self.epochs,
                                batch_size=self.batch_size, generator=gen, validate=validate,
