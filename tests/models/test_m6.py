@@ -322,3 +322,36 @@ def test_gru_tower_learns_next_item_and_never_reads_pads():
 def test_tower_is_checked():
     with pytest.raises(ValueError, match="tower"):
         build_model("m6", **{**FAST, "tower": "lstm"}).fit(_cycle())
+
+
+def test_text_match_adds_the_lm_similarity_to_the_newest_items(tmp_path):
+    """``text_match``: the score is the learned dot product plus ``s * q . t_i``, with ``q`` the
+    softmax-weighted (per recency position, over the items there are) mean of the LM vectors of
+    the newest items; still one dot product of saved user and item vectors."""
+    ds = _cycle()
+    m = build_model("m6", **{**FAST, "epochs": 3, "text_only": True, "text_match": 4,
+                             "tower": "gru", "n_layers": 1}).fit(ds)
+    H, T = m.hidden, m.item_text_
+    items = m.item_vectors()
+    assert items.shape == (12, H + T.shape[1])
+    np.testing.assert_allclose(items[:, H:], T, atol=1e-6)  # the frozen LM vectors
+    hist = Histories.from_lists([[3, 4, 5], [0, 1, 2, 3, 4, 5, 6]])
+    users = m.user_vectors(hist)
+    w = m.module_.match_w.detach().numpy()
+    s = float(m.module_.match_scale.detach())
+    for row, seq in enumerate([[3, 4, 5], [0, 1, 2, 3, 4, 5, 6]]):
+        newest = seq[::-1][:4]
+        a = np.exp(w[: len(newest)]) / np.exp(w[: len(newest)]).sum()
+        np.testing.assert_allclose(users[row, H:], s * (a[:, None] * T[newest]).sum(0),
+                                   rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(m.score(hist), users @ items.T, rtol=1e-4, atol=1e-4)
+    # free text reads into the same space: an item's own text gives its vector (text-only)
+    own = m.encode_texts([m.item_strings_[7]], space="item")
+    np.testing.assert_allclose(own[0], items[7], rtol=1e-4, atol=1e-4)
+    m.save(tmp_path / "m")
+    again = Recommender.load(tmp_path / "m")
+    np.testing.assert_allclose(again.score(hist), m.score(hist), rtol=1e-5, atol=1e-5)
+    from m6rec.compress.frozen import freeze
+
+    with pytest.raises(ValueError, match="text_match"):
+        freeze(again)

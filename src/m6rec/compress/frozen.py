@@ -120,6 +120,9 @@ def freeze(m6: Any) -> FrozenM6:
     """`FrozenM6` with the weights of a fitted ``m6`` model; its scores equal ``m6.score``.
     Only the Transformer user tower has a frozen form (ValueError for ``tower="gru"``: its
     weights have no counterpart here, and a copy would score with untrained blocks)."""
+    if getattr(m6, "text_match", 0):
+        raise ValueError("compression does not support m6's text_match term yet (train with "
+                         "text_match=0 to compress)")
     tower = getattr(m6, "tower", "transformer")
     if tower != "transformer":
         raise ValueError(f"compression supports m6's Transformer user tower only; this model "

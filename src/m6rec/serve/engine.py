@@ -772,5 +772,4 @@ def _adapt(module: Any, t: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.inference_mode():
-        x = torch.as_tensor(t)
-        return (module.adapter(x) + module.skip(x)).float().numpy()
+        return module.text_vectors(torch.as_tensor(t)).float().numpy()
