@@ -7,6 +7,7 @@ when a long sweep is stopped).
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 19 \
         .venv/bin/python benchmarks/m6_tune.py --seeds 0 '{}' '{"id_dropout": 0.0}'
     .venv/bin/python benchmarks/m6_tune.py --summary      # mean +- std per parameter set
+    .venv/bin/python benchmarks/m6_tune.py --model fusion --seeds 0,1,2 '{"members": "ease,sasrec"}'
 
 Each line: model, params (the ones given; the rest are the model's defaults), seed, test
 ndcg@10 / recall@10 / mrr@10 / hit@10 / ndcg@20, best epoch, epochs run, best validation
@@ -28,9 +29,8 @@ KEYS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20")
 
 def run_one(split, model_name: str, params: dict, seed: int) -> dict:
     from m6rec.eval.evaluate import evaluate_split, fit
-    from m6rec.registry import build_model
 
-    model, seconds = fit(build_model(model_name, **{**params, "random_state": seed}), split)
+    model, seconds = fit(seeded_model(model_name, params, seed), split)
     metrics = evaluate_split(model, split)["metrics"]
     history = getattr(model, "history_", None) or []
     valid = [r.get("valid_ndcg@10") for r in history if "valid_ndcg@10" in r]
@@ -40,6 +40,23 @@ def run_one(split, model_name: str, params: dict, seed: int) -> dict:
             "best_valid_ndcg@10": max(valid) if valid else None,
             "fit_seconds": round(seconds, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def seeded_model(model_name: str, params: dict, seed: int):
+    """The model with ``random_state=seed``; for ``fusion``, every member that has a
+    ``random_state`` gets the seed (through ``member_params``)."""
+    from m6rec.registry import build_model, parse_model_spec, split_models
+
+    model = build_model(model_name, **params)
+    if "random_state" in model.get_params():
+        return build_model(model_name, **{**params, "random_state": seed})
+    if model_name == "fusion":
+        extra = json.loads(params.get("member_params", "{}"))
+        for name, _ in (parse_model_spec(m) for m in split_models(model.members)):
+            if "random_state" in build_model(name).get_params():
+                extra[name] = {**extra.get(name, {}), "random_state": seed}
+        return build_model(model_name, **{**params, "member_params": json.dumps(extra)})
+    return model
 
 
 def summary(path: Path) -> list[dict]:
