@@ -355,3 +355,46 @@ def test_text_match_adds_the_lm_similarity_to_the_newest_items(tmp_path):
 
     with pytest.raises(ValueError, match="text_match"):
         freeze(again)
+
+
+def _cycle_with_kg(linked: int = 8):
+    from dataclasses import replace
+
+    from m6rec.data.validate import build_kg
+
+    ds = _cycle()
+    triples = [(f"e{i}", "next", f"e{(i + 1) % 12}") for i in range(12)]
+    kg = pd.DataFrame(triples, columns=["head_id", "relation_id", "tail_id"])
+    link = pd.DataFrame({"item_id": [f"i{i}" for i in range(linked)],
+                         "entity_id": [f"e{i}" for i in range(linked)]})
+    return replace(ds, kg=build_kg(kg, "cycle.kg", link, "cycle.link", pd.Index(ds.item_ids)))
+
+
+def test_item_features_fuse_kg_vectors_through_a_gate(tmp_path):
+    """``item_features``: the linked items' KG entity vectors reach the item table through a
+    projection and a gate; unlinked items are untouched; they persist; a bound catalogue has
+    none; bad specs are refused."""
+    from m6rec.kg import train_kg_embeddings
+
+    ds = _cycle_with_kg()
+    path = train_kg_embeddings(ds.kg, dim=8, epochs=5, random_state=0).save(tmp_path / "kg.npz")
+    m = build_model("m6", **{**FAST, "epochs": 3, "item_features": str(path)}).fit(ds)
+    mod = m.module_
+    assert m.item_feats_.shape == (12, 8) and m.feat_mask_.sum() == 8
+    full = m.item_vectors()
+    with torch.no_grad():
+        plain = mod._text_id_table(mod.item_text).numpy()
+    linked = m.feat_mask_
+    assert np.abs(full[linked] - plain[linked]).max() > 1e-4  # the KG part is there
+    np.testing.assert_allclose(full[~linked], plain[~linked], atol=1e-6)
+    m.save(tmp_path / "m")
+    again = Recommender.load(tmp_path / "m")
+    h = ds.histories()
+    np.testing.assert_allclose(again.score(h), m.score(h), rtol=1e-5, atol=1e-5)
+    again.bind(_cycle(n_items=20))
+    assert again.item_feats_.shape == (20, 8) and not again.feat_mask_.any()
+    assert np.isfinite(again.score(Histories.from_lists([[0, 1, 2]]))).all()
+    with pytest.raises(ValueError, match="knowledge graph"):
+        build_model("m6", **{**FAST, "epochs": 1, "item_features": "kg"}).fit(_cycle())
+    with pytest.raises(ValueError, match="item_features"):
+        build_model("m6", **{**FAST, "epochs": 1, "item_features": "nowhere.npz"}).fit(ds)

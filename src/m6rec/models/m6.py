@@ -8,7 +8,9 @@ light interaction module per request ("late interaction"). This model follows th
 - item vector = a trainable adapter over the *frozen* LM encoding of the item text (cached on
   disk), plus an optional ID embedding fused through a learned gate: ``v = t + g * e`` with
   ``g = sigmoid(W [t; e])``. Items without training interactions have no ID part, so a new or
-  foreign item is scored from its text alone (``text_only=True`` drops IDs entirely);
+  foreign item is scored from its text alone (``text_only=True`` drops IDs entirely); optionally
+  (``item_features``) plus a projection of an extra item feature vector (a knowledge-graph entity
+  embedding), fused by a second learned gate;
 - user vector = a small causal Transformer over the user's last ``max_len`` item vectors, with
   position, time-gap (log buckets) and event-type embeddings, plus the adapted LM encoding of the
   user's profile text ("A 24 year old male technician.");
@@ -95,6 +97,13 @@ class M6(SequentialRecommender):
         away from those of the other windows of the mini-batch (InfoNCE on cosine similarity).
     cl_temperature : float
         Temperature of that InfoNCE.
+    item_features : str
+        Extra item feature vectors fused into the item vector: ``""`` none; ``"kg"`` the
+        item's knowledge-graph entity vector, TransE trained on the dataset's own triples
+        inside ``fit`` (`m6rec.kg.kg_item_features`, 64-d); else the path of a saved
+        `m6rec.kg.KGEmbeddings` ``.npz``. The vector ``f_i`` enters as ``m_i * h * P f_i``
+        with a learned projection ``P`` and gate ``h = sigmoid(G [v; P f_i])`` (``m_i = 0``
+        for items without a link, and for every item of a catalogue read by `bind`).
     text_match : int
         Above 0: add the late-interaction text term. The score becomes
         ``u . v_i + s * q_u . t_i`` with ``t_i`` the item's frozen (L2-normalised) LM vector and
@@ -133,7 +142,7 @@ class M6(SequentialRecommender):
                  tower: str = "transformer",
                  cl_weight: float = 0.0, cl_temperature: float = 0.2,
                  text_match: int = 0, text_match_scale: float = 20.0,
-                 rating_weight: float = 0.0, max_len: int = 50, hidden: int = 64, dropout: float = 0.3, epochs: int = 200,
+                 item_features: str = "", rating_weight: float = 0.0, max_len: int = 50, hidden: int = 64, dropout: float = 0.3, epochs: int = 200,
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.0,
                  patience: int = 10, eval_every: int = 1, loss: str = "auto",
                  n_negatives: int = 256, temperature: float = 1.0, ce_max_items: int = 20000,
@@ -161,6 +170,7 @@ class M6(SequentialRecommender):
         self.cl_temperature = cl_temperature
         self.text_match = text_match
         self.text_match_scale = text_match_scale
+        self.item_features = item_features
         self.rating_weight = rating_weight
         super().__init__(max_len=max_len, hidden=hidden, dropout=dropout, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -217,6 +227,7 @@ class M6(SequentialRecommender):
         self.item_text_, self.profile_text_ = self._encode_catalogue(dataset)
         self.encode_stats_["seconds"] = time.perf_counter() - t0
         self.item_seen_ = (dataset.item_counts() > 0)
+        self.item_feats_, self.feat_mask_ = self._item_features(dataset)
         self.n_events_ = max(1, len(dataset.event_types))
         self.rating_range_ = np.zeros(3, np.float32)  # mean, min, max (rating head only)
         if self.rating_weight > 0:
@@ -225,6 +236,27 @@ class M6(SequentialRecommender):
                                  f"dataset {dataset.name!r} has no 'rating' column")
             r = dataset.inter["rating"].to_numpy(np.float32)
             self.rating_range_ = np.array([r.mean(), r.min(), r.max()], np.float32)
+
+    def _item_features(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """(features [n_items, F], mask [n_items]) of ``item_features`` (F = 0 when off)."""
+        from pathlib import Path
+
+        spec = str(self.item_features or "")
+        if not spec:
+            return np.zeros((dataset.n_items, 0), np.float32), np.zeros(dataset.n_items, bool)
+        from m6rec.kg import KGEmbeddings, kg_item_features
+
+        if spec == "kg":
+            if dataset.kg is None:
+                raise ValueError(f"item_features='kg' needs a knowledge graph, and dataset "
+                                 f"{dataset.name!r} has none")
+            feats, mask = kg_item_features(dataset, seed=self.random_state, device=self.device)
+        elif Path(spec).is_file():
+            feats, mask = KGEmbeddings.load(spec).item_features(dataset)
+        else:
+            raise ValueError(f"item_features must be '', 'kg' or a saved KG embeddings .npz "
+                             f"file; {spec!r} is none of these")
+        return np.asarray(feats, np.float32), np.asarray(mask, bool)
 
     def _softmax_items(self) -> np.ndarray | None:
         if self.seen_negatives and not self.item_seen_.all():
@@ -242,6 +274,8 @@ class M6(SequentialRecommender):
                              torch.as_tensor(profiles, device=device),
                              torch.zeros(len(items), dtype=torch.bool, device=device))
         self.item_text_, self.profile_text_ = items, profiles
+        self.item_feats_ = np.zeros((len(items), module.item_feats.shape[1]), np.float32)
+        self.feat_mask_ = np.zeros(len(items), bool)
         self.item_seen_ = np.zeros(len(items), dtype=bool)
         self.n_items_, self.n_users_ = dataset.n_items, dataset.n_users
         return self
@@ -322,15 +356,19 @@ class M6(SequentialRecommender):
                         cl_weight=self.cl_weight, cl_temperature=self.cl_temperature,
                         tower=self.tower, rating_weight=self.rating_weight,
                         text_match=self.text_match, text_match_scale=self.text_match_scale,
+                        item_feats=getattr(self, "item_feats_", None),
+                        feat_mask=getattr(self, "feat_mask_", None),
                         rating_range=getattr(self, "rating_range_", None))
 
     # -- persistence -----------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:
         state = super()._state()
         state = {k: v for k, v in state.items()
-                 if k not in ("module.item_text", "module.profile_text", "module.item_seen")}
+                 if k not in ("module.item_text", "module.profile_text", "module.item_seen",
+                              "module.item_feats", "module.feat_mask")}
         state.update({"item_text": self.item_text_, "profile_text": self.profile_text_,
-                      "item_seen": self.item_seen_, "n_events": np.array([self.n_events_])})
+                      "item_seen": self.item_seen_, "n_events": np.array([self.n_events_]),
+                      "item_feats": self.item_feats_, "feat_mask": self.feat_mask_})
         state.update({f"lora.{k}": v for k, v in getattr(self, "lora_state_", {}).items()})
         return state
 
@@ -338,6 +376,9 @@ class M6(SequentialRecommender):
         self.item_text_ = state["item_text"]
         self.profile_text_ = state["profile_text"]
         self.item_seen_ = state["item_seen"].astype(bool)
+        n = len(self.item_text_)  # models saved before item_features have none
+        self.item_feats_ = np.asarray(state.get("item_feats", np.zeros((n, 0))), np.float32)
+        self.feat_mask_ = np.asarray(state.get("feat_mask", np.zeros(n)), bool)
         self.n_events_ = int(state["n_events"].reshape(-1)[0])
         self._scoring_only = True  # a loaded model builds the scoring network only (no LM)
         self.lora_state_ = {k[len("lora."):]: v for k, v in state.items()
@@ -346,7 +387,9 @@ class M6(SequentialRecommender):
         super()._set_state({**state,
                             "module.item_text": self.item_text_,
                             "module.profile_text": self.profile_text_,
-                            "module.item_seen": self.item_seen_})
+                            "module.item_seen": self.item_seen_,
+                        "module.item_feats": self.item_feats_,
+                        "module.feat_mask": self.feat_mask_})
 
     def item_vectors(self) -> np.ndarray:
         """The item vectors scored against, float32 [n_items, hidden]."""
@@ -420,7 +463,7 @@ ARCHITECTURE = ("encoder", "text_only", "use_profile", "use_time", "use_events",
 TOWERS = ("transformer", "gru")
 #: top-level modules trained under ``adapt_only``
 ADAPTABLE = ("adapter", "skip", "gate", "profile", "out_scale", "id_emb", "impute",
-             "match_w")
+             "match_w", "feat_proj", "feat_gate")
 
 #: parameters of the frozen encoders (the LM is part of the model, never trained here)
 LM_PARAMS = {"default": 22_713_216, "minilm": 22_713_216, "all-MiniLM-L6-v2": 22_713_216}
@@ -437,7 +480,8 @@ class M6Module(nn.Module):
                  impute_ids: bool = False, cl_weight: float = 0.0,
                  cl_temperature: float = 0.2, rating_weight: float = 0.0,
                  rating_range: np.ndarray | None = None, tower: str = "transformer",
-                 text_match: int = 0, text_match_scale: float = 20.0):
+                 text_match: int = 0, text_match_scale: float = 20.0,
+                 item_feats: np.ndarray | None = None, feat_mask: np.ndarray | None = None):
         super().__init__()
         self.tower = tower
         self.rating_weight = rating_weight
@@ -484,6 +528,15 @@ class M6Module(nn.Module):
                                            nn.Linear(hidden, 1))
             rr = np.zeros(3, np.float32) if rating_range is None else rating_range
             self.register_buffer("rating_range", torch.as_tensor(rr, dtype=torch.float32))
+        if item_feats is None:
+            item_feats = np.zeros((len(item_text), 0), np.float32)
+        if feat_mask is None:
+            feat_mask = np.zeros(len(item_text), bool)
+        self.register_buffer("item_feats", torch.as_tensor(item_feats, dtype=torch.float32))
+        self.register_buffer("feat_mask", torch.as_tensor(feat_mask, dtype=torch.bool))
+        if self.item_feats.shape[1]:  # built after the others: same initialisation without it
+            self.feat_proj = nn.Linear(self.item_feats.shape[1], hidden, bias=False)
+            self.feat_gate = nn.Linear(2 * hidden, hidden)
         self.text_match = int(text_match)
         if self.text_match:  # built last too (same initialisation as before without it)
             # per recency position (newest first); the newest starts with the most weight
@@ -562,7 +615,10 @@ class M6Module(nn.Module):
 
     def set_catalogue(self, item_text: torch.Tensor, profile_text: torch.Tensor,
                       item_seen: torch.Tensor) -> None:
+        """A catalogue read as text only (no ID or feature parts)."""
         self.item_text, self.profile_text, self.item_seen = item_text, profile_text, item_seen
+        self.item_feats = item_text.new_zeros(len(item_text), self.item_feats.shape[1])
+        self.feat_mask = torch.zeros(len(item_text), dtype=torch.bool, device=item_text.device)
 
     def text_vectors(self, text: torch.Tensor) -> torch.Tensor:
         """Item vectors of LM encodings ``text`` [n, D] read as text only (no ID part): the
@@ -578,6 +634,14 @@ class M6Module(nn.Module):
         return torch.cat([t, text], dim=1) if self.text_match else t
 
     def _learned_table(self, text: torch.Tensor) -> torch.Tensor:
+        v = self._text_id_table(text)
+        if not self.item_feats.shape[1]:
+            return v
+        f = self.feat_proj(self.item_feats)
+        h = torch.sigmoid(self.feat_gate(torch.cat([v, f], dim=1)))
+        return v + h * f * self.feat_mask[:, None]
+
+    def _text_id_table(self, text: torch.Tensor) -> torch.Tensor:
         t = self.adapter(text) + self.skip(text)
         if self.text_only:
             return t
