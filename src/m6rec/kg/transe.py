@@ -232,6 +232,16 @@ def kg_item_features(dataset: Dataset, dim: int = 64, seed: int = 0, method: str
     return emb.item_features(dataset)
 
 
+def item_kg_features(dataset: Dataset, path: str | Path = "", **train: Any
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """A model's KG item features of ``dataset``: read from the saved `KGEmbeddings` at
+    ``path`` when given, else trained here by `kg_item_features` (``train`` = its keyword
+    arguments). Returns ``(features [n_items, dim], mask [n_items])``."""
+    if path:
+        return KGEmbeddings.load(path).item_features(dataset)
+    return kg_item_features(dataset, **train)
+
+
 @functools.cache
 def _kg_module_class() -> type:
     """The torch module, defined on first use (torch is imported lazily)."""

@@ -75,16 +75,14 @@ class KG(SASRec):
                              f"got {self.kg_method!r}")
 
     def _prepare(self, dataset: Dataset) -> None:
-        from m6rec.kg import KGEmbeddings, kg_item_features
+        from m6rec.kg import item_kg_features
 
         if not self.use_kg:
             feats, mask = np.zeros((dataset.n_items, 1), np.float32), np.zeros(dataset.n_items, bool)
-        elif self.kg_path:
-            feats, mask = KGEmbeddings.load(self.kg_path).item_features(dataset)
         else:
-            feats, mask = kg_item_features(dataset, dim=int(self.kg_dim), seed=self.random_state,
-                                           method=self.kg_method, epochs=int(self.kg_epochs),
-                                           device=self.device)
+            feats, mask = item_kg_features(dataset, path=self.kg_path, dim=int(self.kg_dim),
+                                           seed=self.random_state, method=self.kg_method,
+                                           epochs=int(self.kg_epochs), device=self.device)
         self.kg_features_ = np.asarray(feats, np.float32)
         self.kg_mask_ = np.asarray(mask, bool)
 

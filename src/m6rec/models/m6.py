@@ -244,18 +244,16 @@ class M6(SequentialRecommender):
         spec = str(self.item_features or "")
         if not spec:
             return np.zeros((dataset.n_items, 0), np.float32), np.zeros(dataset.n_items, bool)
-        from m6rec.kg import KGEmbeddings, kg_item_features
+        from m6rec.kg import item_kg_features
 
-        if spec == "kg":
-            if dataset.kg is None:
-                raise ValueError(f"item_features='kg' needs a knowledge graph, and dataset "
-                                 f"{dataset.name!r} has none")
-            feats, mask = kg_item_features(dataset, seed=self.random_state, device=self.device)
-        elif Path(spec).is_file():
-            feats, mask = KGEmbeddings.load(spec).item_features(dataset)
-        else:
+        if spec == "kg" and dataset.kg is None:
+            raise ValueError(f"item_features='kg' needs a knowledge graph, and dataset "
+                             f"{dataset.name!r} has none")
+        if spec != "kg" and not Path(spec).is_file():
             raise ValueError(f"item_features must be '', 'kg' or a saved KG embeddings .npz "
                              f"file; {spec!r} is none of these")
+        feats, mask = item_kg_features(dataset, path="" if spec == "kg" else spec,
+                                       seed=self.random_state, device=self.device)
         return np.asarray(feats, np.float32), np.asarray(mask, bool)
 
     def _softmax_items(self) -> np.ndarray | None:
@@ -388,8 +386,8 @@ class M6(SequentialRecommender):
                             "module.item_text": self.item_text_,
                             "module.profile_text": self.profile_text_,
                             "module.item_seen": self.item_seen_,
-                        "module.item_feats": self.item_feats_,
-                        "module.feat_mask": self.feat_mask_})
+                            "module.item_feats": self.item_feats_,
+                            "module.feat_mask": self.feat_mask_})
 
     def item_vectors(self) -> np.ndarray:
         """The item vectors scored against, float32 [n_items, hidden]."""
@@ -623,15 +621,21 @@ class M6Module(nn.Module):
     def text_vectors(self, text: torch.Tensor) -> torch.Tensor:
         """Item vectors of LM encodings ``text`` [n, D] read as text only (no ID part): the
         adapter's output, with the LM vector itself appended under ``text_match``."""
-        t = self.adapter(text) + self.skip(text)
-        return torch.cat([t, text], dim=1) if self.text_match else t
+        return self._with_lm(self._adapted(text), text)
 
     def item_table(self) -> torch.Tensor:
         """The vectors scored against [n_items, hidden] ([n_items, hidden + D] with
         ``text_match``: the frozen LM vector appended)."""
         text = self._text()
-        t = self._learned_table(text)
-        return torch.cat([t, text], dim=1) if self.text_match else t
+        return self._with_lm(self._learned_table(text), text)
+
+    def _adapted(self, text: torch.Tensor) -> torch.Tensor:
+        """The text part of item vectors: the adapter over LM encodings [n, D]."""
+        return self.adapter(text) + self.skip(text)
+
+    def _with_lm(self, v: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Item vectors ``v`` with their LM vectors ``text`` appended under ``text_match``."""
+        return torch.cat([v, text], dim=1) if self.text_match else v
 
     def _learned_table(self, text: torch.Tensor) -> torch.Tensor:
         v = self._text_id_table(text)
@@ -642,7 +646,7 @@ class M6Module(nn.Module):
         return v + h * f * self.feat_mask[:, None]
 
     def _text_id_table(self, text: torch.Tensor) -> torch.Tensor:
-        t = self.adapter(text) + self.skip(text)
+        t = self._adapted(text)
         if self.text_only:
             return t
         if len(self.item_seen) != self.id_emb.num_embeddings:  # a catalogue read as text only
