@@ -7,11 +7,11 @@ one call a model needs: rows of items without a KG link are zero and their mask 
 from __future__ import annotations
 
 from m6rec.kg.transe import (
-                             METHODS,
-                             KGEmbeddings,
-                             item_kg_features,
-                             kg_item_features,
-                             train_kg_embeddings,
+    METHODS,
+    KGEmbeddings,
+    item_kg_features,
+    kg_item_features,
+    train_kg_embeddings,
 )
 
 __all__ = ["METHODS", "KGEmbeddings", "item_kg_features", "kg_item_features",
