@@ -357,6 +357,146 @@ def test_text_match_adds_the_lm_similarity_to_the_newest_items(tmp_path):
         freeze(again)
 
 
+def test_long_term_adds_the_mean_of_the_whole_history_to_the_user_vector(tmp_path):
+    """``long_term``: the user vector gains ``W m``, ``m`` the mean item vector of the window's
+    items and of up to ``long_term`` items before it; training windows read the items before
+    them the same way; scores stay one dot product; it round-trips; compression refuses it."""
+    ds = _cycle()
+    m = build_model("m6", **{**FAST, "epochs": 3, "max_len": 3, "long_term": 5,
+                             "tower": "gru", "n_layers": 1}).fit(ds)
+    mod = m.module_
+    assert float(mod.lt_proj.weight.detach().abs().max()) > 0  # trained away from its zero start
+    seqs = [list(range(10)), [1, 2], [4]]
+    hist = Histories.from_lists(seqs)
+    assert m._inputs(hist)[2]["older"].tolist() == [[2, 3, 4, 5, 6], [-1] * 5, [-1] * 5]
+    # training windows: inputs 3, target after; the items before each window, newest last
+    win = m._training_windows(Histories.from_lists([list(range(12))]))
+    older = {tuple(x[mk].tolist()): o.tolist()
+             for x, mk, o in zip(win[0], win[2], win[3]["older"], strict=True)}
+    assert older == {(8, 9, 10): [3, 4, 5, 6, 7], (5, 6, 7): [0, 1, 2, 3, 4],
+                     (2, 3, 4): [-1, -1, -1, 0, 1], (0, 1): [-1] * 5}
+    newest = m._training_windows(Histories.from_lists([list(range(12))]), newest_only=True)
+    assert newest[3]["older"].tolist() == [[3, 4, 5, 6, 7]]  # online fine-tuning's windows
+    users = m.user_vectors(hist)
+    items = m.item_vectors()
+    W = mod.lt_proj.weight.detach().numpy().copy()
+    with torch.no_grad():
+        mod.lt_proj.weight.zero_()
+    tower_only = m.user_vectors(hist)
+    with torch.no_grad():
+        mod.lt_proj.weight.copy_(torch.as_tensor(W))
+    for row, seen in enumerate([list(range(2, 10)), [1, 2], [4]]):
+        np.testing.assert_allclose(users[row] - tower_only[row], W @ items[seen].mean(0),
+                                   rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(m.score(hist), users @ items.T, rtol=1e-4, atol=1e-4)
+    x, mk, ex = m._inputs(hist)  # more older items than long_term (as a teacher reads): unread
+    ex["older"] = np.concatenate([np.array([[0, 1], [-1, -1], [-1, -1]]), ex["older"]], axis=1)
+    with torch.no_grad():
+        more = mod.encode(torch.as_tensor(x), torch.as_tensor(mk),
+                          {k: torch.as_tensor(v) for k, v in ex.items()})[:, -1].numpy()
+    np.testing.assert_allclose(more, users, rtol=1e-5, atol=1e-6)
+    m.save(tmp_path / "m")
+    again = Recommender.load(tmp_path / "m")
+    np.testing.assert_allclose(again.score(hist), m.score(hist), rtol=1e-5, atol=1e-5)
+    from m6rec.compress.frozen import freeze
+
+    with pytest.raises(ValueError, match="long_term"):
+        freeze(again)
+    with pytest.raises(ValueError, match="long_term"):
+        build_model("m6", **{**FAST, "long_term": -1}).fit(ds)
+
+
+@pytest.mark.parametrize("n", [2, 5, 9, 10, 23])
+def test_overlapping_windows_train_each_target_once_with_the_longest_context(n):
+    """``stride`` < ``max_len``: windows end every ``stride`` items; every target is trained
+    exactly once, in the window where the most items come before it."""
+    m = build_model("m6", **{**FAST, "max_len": 4, "stride": 2})
+    m.n_items_ = 100
+    items, targets, mask, _ = m._training_windows(Histories.from_lists([list(range(n))]))
+    trained = mask & (targets >= 0)
+    assert sorted(targets[trained].tolist()) == list(range(1, n))  # each target once
+    context = np.cumsum(mask, axis=1)  # items read up to each position
+    for t in range(1, n):  # windows end at n, n - 2, ...: t's reads 4 items before it, or 3
+        most = 4 if (n - 1 - t) % 2 == 0 else 3
+        assert context[trained & (targets == t)].item() == min(t, most)
+    plain = m._training_windows(Histories.from_lists([list(range(n))]), stride=4)
+    assert sorted(plain[1][plain[2]].tolist()) == list(range(1, n))
+
+
+def test_overlapping_windows_learn_next_item():
+    ds = _cycle()
+    fit = build_model("m6", **{**FAST, "stride": 3, "mask_history": True}).fit(ds)
+    ids, _ = fit.recommend(Histories.from_lists([[0, 1, 2, 3]]), k=1)
+    assert ids[0, 0] == ds.item_index("i4")
+    with pytest.raises(ValueError, match="stride"):
+        build_model("m6", **{**FAST, "stride": 11}).fit(ds)
+
+
+def test_ease_teacher_reads_the_history_so_far():
+    """The teacher's targets at a position: softmax(EASE(history up to there) / T) over the
+    items not in that history (window items so far and older ones), times the weight."""
+    from m6rec.models.m6 import ease_teacher
+
+    rng = np.random.default_rng(0)
+    n = 9
+    B = rng.normal(size=(n, n)).astype(np.float32)
+    np.fill_diagonal(B, 0.0)
+    items = np.array([[n, 2, 5, 1], [3, 4, 6, 7]])
+    mask = items < n
+    rows = mask.copy()
+    rows[1, 0] = False  # a position that is not trained
+    older = np.array([[-1, 0], [8, 1]])
+    padded = torch.cat([torch.as_tensor(B), torch.zeros(1, n)])
+    got = ease_teacher(padded, torch.as_tensor(items), torch.as_tensor(mask),
+                       torch.as_tensor(older), torch.as_tensor(rows), 0.5, 0.3).numpy()
+    want = []
+    for row in range(2):
+        first = int((~mask[row]).sum())
+        for pos in np.flatnonzero(rows[row]):
+            seen = [o for o in older[row] if o >= 0] + list(items[row, first:pos + 1])
+            z = B[seen].sum(0) / 0.5
+            z[seen] = -np.inf
+            e = np.exp(z - z[np.isfinite(z)].max())
+            want.append(0.3 * e / e.sum())
+    np.testing.assert_allclose(got, np.array(want), rtol=1e-5, atol=1e-7)
+
+
+def test_ease_teacher_pulls_the_model_towards_ease_and_is_training_only(tmp_path):
+    """``teacher_weight``: fitting with the EASE teacher's soft targets brings the model's
+    softmax closer to the teacher's; the teacher is neither kept nor saved."""
+    from m6rec.models.ease import EASE
+    from m6rec.models.m6 import ease_teacher
+
+    ds = _cycle(n_items=20, length=12)
+    params = {**FAST, "epochs": 15, "max_len": 4, "tower": "gru", "n_layers": 1,
+              "teacher_temperature": 0.1, "teacher_reg": 2.0}
+    m = build_model("m6", **params, teacher_weight=2.0).fit(ds)
+    plain = build_model("m6", **params).fit(ds)
+    assert m._older_len() == 0 and not any("teacher" in k for k in m._state())
+    B = torch.as_tensor(EASE(reg=2.0).fit(ds).weights_)
+    B = torch.cat([B, torch.zeros(1, B.shape[1])])
+
+    def distance(model):  # KL(teacher || model) over the training positions
+        x, _, mk, ex = (torch.as_tensor(a) if not isinstance(a, dict)
+                        else {k: torch.as_tensor(v) for k, v in a.items()}
+                        for a in model._training_windows(ds.histories()))
+        p = ease_teacher(B, x, mk, None, mk, 0.1, 1.0)
+        mod = model.module_
+        mod.eval()
+        with torch.no_grad():
+            logq = torch.log_softmax(mod.encode(x, mk, ex)[mk] @ mod.item_table().T, dim=1)
+        ok = p > 0
+        return float((p[ok] * (p[ok].log() - logq[ok])).sum() / mk.sum())
+
+    assert distance(m) < 0.8 * distance(plain)
+    m.save(tmp_path / "m")
+    hist = Histories.from_lists([[3, 4, 5, 6, 7, 8], [1, 2]])
+    np.testing.assert_allclose(Recommender.load(tmp_path / "m").score(hist), m.score(hist),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="full softmax"):
+        build_model("m6", **params, teacher_weight=1.0, loss="sampled").fit(ds)
+
+
 def _cycle_with_kg(linked: int = 8):
     from dataclasses import replace
 

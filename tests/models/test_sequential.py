@@ -212,6 +212,32 @@ def test_full_softmax_exclude_matches_masked_reference():
     assert torch.allclose(table.grad, table2.grad, atol=1e-6)
 
 
+def test_full_softmax_soft_targets_match_the_weighted_reference():
+    """``soft``: each row's loss gains sum_i w_i * -log softmax_i (value and gradients), with
+    an excluded logit beside them."""
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(4, 3, generator=g, requires_grad=True)
+    table = torch.randn(6, 3, generator=g, requires_grad=True)
+    t = torch.tensor([0, 1, 2, 5])
+    w = torch.tensor([[0.0, 0.2, 0.1, 0.0, 0.0, 0.0], [0.3, 0.0, 0.0, 0.1, 0.0, 0.0],
+                      [0.0, 0.0, 0.0, 0.0, 0.05, 0.0], [0.0] * 6])
+    loss = full_softmax_ce(h, t, table, exclude=(torch.tensor([1]), torch.tensor([5])),
+                           soft=w)
+    loss.backward()
+    h2 = h.detach().clone().requires_grad_()
+    table2 = table.detach().clone().requires_grad_()
+    z = h2 @ table2.T
+    z = z.masked_fill(torch.tensor([[False] * 6, [False] * 5 + [True]] + [[False] * 6] * 2),
+                      float("-inf"))
+    logp = torch.log_softmax(z, dim=1)
+    ref = (-logp.gather(1, t[:, None])[:, 0]
+           - torch.where(w > 0, w * logp, 0.0).sum(1)).mean()
+    ref.backward()
+    assert torch.allclose(loss, ref)
+    assert torch.allclose(h.grad, h2.grad, atol=1e-6)
+    assert torch.allclose(table.grad, table2.grad, atol=1e-6)
+
+
 def test_history_pairs_are_causal():
     from m6rec.models.sequential import _history_pairs
 

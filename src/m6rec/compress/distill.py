@@ -66,7 +66,8 @@ def train_frozen(owner: Any, module: FrozenM6, dataset, valid=None, *, epochs: i
     from m6rec.train.loop import seeded, train_epochs
     from m6rec.train.losses import sampled_softmax_ce
 
-    items, targets, mask, extras = owner._training_windows(dataset.histories())
+    items, targets, mask, extras = owner._training_windows(dataset.histories(),
+                                                           stride=owner.max_len)
     if not mask.any():
         raise ValueError("no user has two or more training interactions: nothing to learn")
     x, y, m = torch.as_tensor(items), torch.as_tensor(targets), torch.as_tensor(mask)

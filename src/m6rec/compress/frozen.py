@@ -123,6 +123,9 @@ def freeze(m6: Any) -> FrozenM6:
     if getattr(m6, "text_match", 0):
         raise ValueError("compression does not support m6's text_match term yet (train with "
                          "text_match=0 to compress)")
+    if getattr(m6, "long_term", 0):
+        raise ValueError("compression does not support m6's long_term segment yet (train with "
+                         "long_term=0 to compress)")
     tower = getattr(m6, "tower", "transformer")
     if tower != "transformer":
         raise ValueError(f"compression supports m6's Transformer user tower only; this model "

@@ -27,6 +27,9 @@ class M6Inputs:
     _align = SequentialRecommender._align
     _flat_extras = SequentialRecommender._flat_extras
     _training_windows = SequentialRecommender._training_windows
+    _window_stride = SequentialRecommender._window_stride
+    _older_len = SequentialRecommender._older_len
+    _older = SequentialRecommender._older
 
     @property
     def max_len(self) -> int:

@@ -116,6 +116,33 @@ class M6(SequentialRecommender):
         ``s``, fixed (a learned one drifts towards the learned part, which fits the training
         items better than it carries over to unseen ones: on amazon_office's cold items a
         learned scale gave 0.0118 NDCG@10, a fixed 20 0.0222).
+    long_term : int
+        Above 0: the user vector also reads the user's long-term taste, ``W m``, with ``m``
+        the mean of the item vectors of everything the user interacted with up to then: the
+        window's items and up to ``long_term`` older ones (before the ``max_len`` window the
+        tower reads). Order-free and over more of the history, like the item-item models (EASE,
+        FISM) the sequence towers miss. ``W`` starts at zero.
+    stride : int
+        Items between the ends of a user's consecutive training windows; 0 = ``max_len`` (no
+        overlap). Below ``max_len`` the windows overlap and each target is trained in the one
+        where it has the longest context, ``max_len - stride`` items or more (as at scoring,
+        where the user vector reads the newest ``max_len`` items), at ``max_len / stride``
+        times the cost of an epoch.
+    teacher_weight : float
+        Above 0: knowledge distillation from an EASE teacher (Steck, WWW 2019; ridge
+        ``teacher_reg``) fitted on the same training data inside ``fit``. At every training
+        position the next-item cross-entropy gains soft targets: the teacher's distribution
+        ``softmax(EASE scores / teacher_temperature)`` (kept over its top 64 items and
+        renormalised) times this weight, i.e. ``weight * KL(teacher || model)`` up to a
+        constant. EASE reads the user's history up to there (the window's items and up to
+        ``max(long_term, 200)`` older ones) and gives the items in it no mass. EASE's
+        item-item view of the whole history is what the sequence tower misses (a score fusion
+        of the two beats either); here the model learns it in training and scores alone: no
+        teacher at serving time. Needs the full softmax (``loss`` ``ce``).
+    teacher_temperature : float
+        Temperature of the teacher's softmax (EASE scores are ~0.01-1).
+    teacher_reg : float
+        EASE's L2 weight (RecBole's default 250).
     rating_weight : float
         Above 0 (data with ratings): a second head on the user vector predicts the rating of
         the next item, ``mu + mlp([u; v; u * v])``, trained with MSE at this weight beside the
@@ -142,7 +169,10 @@ class M6(SequentialRecommender):
                  tower: str = "transformer",
                  cl_weight: float = 0.0, cl_temperature: float = 0.2,
                  text_match: int = 0, text_match_scale: float = 20.0,
-                 item_features: str = "", rating_weight: float = 0.0, max_len: int = 50, hidden: int = 64, dropout: float = 0.3, epochs: int = 200,
+                 item_features: str = "", long_term: int = 0, stride: int = 0,
+                 teacher_weight: float = 0.0, teacher_temperature: float = 0.05,
+                 teacher_reg: float = 250.0, rating_weight: float = 0.0, max_len: int = 50,
+                 hidden: int = 64, dropout: float = 0.3, epochs: int = 200,
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 0.0,
                  patience: int = 10, eval_every: int = 1, loss: str = "auto",
                  n_negatives: int = 256, temperature: float = 1.0, ce_max_items: int = 20000,
@@ -171,6 +201,11 @@ class M6(SequentialRecommender):
         self.text_match = text_match
         self.text_match_scale = text_match_scale
         self.item_features = item_features
+        self.long_term = long_term
+        self.stride = stride
+        self.teacher_weight = teacher_weight
+        self.teacher_temperature = teacher_temperature
+        self.teacher_reg = teacher_reg
         self.rating_weight = rating_weight
         super().__init__(max_len=max_len, hidden=hidden, dropout=dropout, epochs=epochs,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay,
@@ -184,7 +219,10 @@ class M6(SequentialRecommender):
     def _check_params(self) -> None:
         super()._check_params()
         _require(self, ints={"n_layers": 1, "n_heads": 1, "inner": 1, "text_budget": 20,
-                             "lm_lora_rank": 0, "lm_refresh": 1, "text_match": 0})
+                             "lm_lora_rank": 0, "lm_refresh": 1, "text_match": 0,
+                             "long_term": 0, "stride": 0})
+        if self.stride > self.max_len:
+            raise ValueError(f"stride ({self.stride}) must be at most max_len ({self.max_len})")
         if self.hidden % self.n_heads:
             raise ValueError(f"n_heads ({self.n_heads}) must divide hidden ({self.hidden})")
         if self.tower not in TOWERS:
@@ -192,8 +230,9 @@ class M6(SequentialRecommender):
         for key in ("attn_dropout", "id_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)!r}")
-        _require(self, ints={}, positive=("cl_temperature",),
-                 non_negative=("cl_weight", "rating_weight", "text_match_scale"))
+        _require(self, ints={}, positive=("cl_temperature", "teacher_temperature", "teacher_reg"),
+                 non_negative=("cl_weight", "rating_weight", "text_match_scale",
+                               "teacher_weight"))
 
     def _encode_catalogue(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
         """(item text vectors [n_items, D], profile vectors [n_users, D]) via the cache (item
@@ -228,6 +267,17 @@ class M6(SequentialRecommender):
         self.encode_stats_["seconds"] = time.perf_counter() - t0
         self.item_seen_ = (dataset.item_counts() > 0)
         self.item_feats_, self.feat_mask_ = self._item_features(dataset)
+        self._teacher = None
+        if self.teacher_weight > 0:
+            from m6rec.models.ease import EASE
+            from m6rec.train.losses import choose_loss
+
+            if choose_loss(self.loss, dataset.n_items, self.ce_max_items) != "ce":
+                raise ValueError(f"teacher_weight needs the full softmax; with loss="
+                                 f"{self.loss!r} and {dataset.n_items} items (ce_max_items="
+                                 f"{self.ce_max_items}) training uses the sampled one")
+
+            self._teacher = EASE(reg=self.teacher_reg).fit(dataset).weights_
         self.n_events_ = max(1, len(dataset.event_types))
         self.rating_range_ = np.zeros(3, np.float32)  # mean, min, max (rating head only)
         if self.rating_weight > 0:
@@ -255,6 +305,24 @@ class M6(SequentialRecommender):
         feats, mask = item_kg_features(dataset, path="" if spec == "kg" else spec,
                                        seed=self.random_state, device=self.device)
         return np.asarray(feats, np.float32), np.asarray(mask, bool)
+
+    def _soft_targets(self, items, mask, extras, rows):
+        teacher = getattr(self, "_teacher", None)
+        if teacher is None:
+            return None
+        if not isinstance(teacher, torch.Tensor):  # once per fit, on the training device
+            w = torch.as_tensor(teacher, dtype=torch.float32, device=items.device)
+            teacher = self._teacher = torch.cat([w, w.new_zeros(1, w.shape[1])])
+        return ease_teacher(teacher, items, mask, extras.get("older"), rows,
+                            self.teacher_temperature, self.teacher_weight)
+
+    def _window_stride(self) -> int:
+        return int(self.stride or self.max_len)
+
+    def _older_len(self) -> int:
+        if getattr(self, "_teacher", None) is not None:  # while fitting with a teacher
+            return max(int(self.long_term), TEACHER_CONTEXT)  # the teacher reads them
+        return int(self.long_term)
 
     def _softmax_items(self) -> np.ndarray | None:
         if self.seen_negatives and not self.item_seen_.all():
@@ -305,7 +373,10 @@ class M6(SequentialRecommender):
         self._from_init = bool(self.init)
         self.lora_state_ = {}
         self._scoring_only = False
-        super().fit(dataset, valid)
+        try:
+            super().fit(dataset, valid)
+        finally:
+            self._teacher = None  # training only: neither kept nor saved
         module = self.module_
         if module.lm is not None:  # the tuned LM encodes the catalogue once more, then leaves
             import torch
@@ -354,7 +425,7 @@ class M6(SequentialRecommender):
                         cl_weight=self.cl_weight, cl_temperature=self.cl_temperature,
                         tower=self.tower, rating_weight=self.rating_weight,
                         text_match=self.text_match, text_match_scale=self.text_match_scale,
-                        item_feats=getattr(self, "item_feats_", None),
+                        long_term=self.long_term, item_feats=getattr(self, "item_feats_", None),
                         feat_mask=getattr(self, "feat_mask_", None),
                         rating_range=getattr(self, "rating_range_", None))
 
@@ -456,12 +527,14 @@ class M6(SequentialRecommender):
 #: parameters copied from an ``init`` model (they define the network's shape)
 ARCHITECTURE = ("encoder", "text_only", "use_profile", "use_time", "use_events", "n_layers",
                 "n_heads", "inner", "hidden", "max_len", "text_budget", "impute_ids", "tower",
-                "text_match")
+                "text_match", "long_term")
+#: older items (before the window) the EASE teacher reads, at least
+TEACHER_CONTEXT = 200
 #: user encoders (``tower``)
 TOWERS = ("transformer", "gru")
 #: top-level modules trained under ``adapt_only``
 ADAPTABLE = ("adapter", "skip", "gate", "profile", "out_scale", "id_emb", "impute",
-             "match_w", "feat_proj", "feat_gate")
+             "match_w", "feat_proj", "feat_gate", "lt_proj")
 
 #: parameters of the frozen encoders (the LM is part of the model, never trained here)
 LM_PARAMS = {"default": 22_713_216, "minilm": 22_713_216, "all-MiniLM-L6-v2": 22_713_216}
@@ -478,7 +551,7 @@ class M6Module(nn.Module):
                  impute_ids: bool = False, cl_weight: float = 0.0,
                  cl_temperature: float = 0.2, rating_weight: float = 0.0,
                  rating_range: np.ndarray | None = None, tower: str = "transformer",
-                 text_match: int = 0, text_match_scale: float = 20.0,
+                 text_match: int = 0, text_match_scale: float = 20.0, long_term: int = 0,
                  item_feats: np.ndarray | None = None, feat_mask: np.ndarray | None = None):
         super().__init__()
         self.tower = tower
@@ -542,6 +615,10 @@ class M6Module(nn.Module):
             # fixed, not learned: fitted in-sample the scale drifts towards the learned part,
             # which fits the training items better than it generalises to unseen ones
             self.register_buffer("match_scale", torch.tensor(float(text_match_scale)))
+        self.long_term = int(long_term)
+        if self.long_term:  # built last as well
+            self.lt_proj = nn.Linear(hidden, hidden, bias=False)
+            nn.init.zeros_(self.lt_proj.weight)
 
     def rate(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """Predicted rating of items ``item`` [..., d] for user vectors ``user`` [..., d]."""
@@ -602,6 +679,7 @@ class M6Module(nn.Module):
         seed = int(torch.randint(2 ** 31 - 1, (1,), generator=generator))
         rng = np.random.default_rng(seed)
         pad = len(self.item_text)
+        extras = {k: v for k, v in extras.items() if v.shape == items.shape}  # window only
         views = [self.encode(*augment_windows(items, mask, extras, rng, pad))[:, -1, :self.hidden]
                  for _ in range(2)]
         z = nn.functional.normalize(torch.cat(views), dim=1)
@@ -690,9 +768,26 @@ class M6Module(nn.Module):
             h = self._gru(x, mask) * self.out_scale
         else:
             h = self.norm(causal_blocks(self.blocks, x, mask)) * self.out_scale
+        if self.long_term:
+            h = h + self._long_term(table, items, mask, extras.get("older"))
         if self.text_match:
             h = torch.cat([h, self._match_query(items, mask, full[:, self.hidden:])], dim=-1)
         return h
+
+    def _long_term(self, table: torch.Tensor, items: torch.Tensor, mask: torch.Tensor,
+                   older: torch.Tensor | None) -> torch.Tensor:
+        """``W m`` at every position of right-aligned windows [B, L]: ``m`` the mean of the
+        item vectors ``table`` [n_items + 1, d] (pad row zero) of the window's items up to
+        there and of the ``older`` items before the window [B, C] (pads -1)."""
+        total = (table[items] * mask[..., None]).cumsum(1)
+        count = mask.cumsum(1).to(total.dtype)
+        if older is not None:
+            older = older[:, -self.long_term:]  # the teacher may have read more of them
+            real = older >= 0
+            total = total + table[torch.where(real, older, len(table) - 1)].sum(1)[:, None]
+            count = count + real.sum(1, keepdim=True).to(total.dtype)
+        mean = total / count.clamp(min=1.0)[..., None]
+        return self.lt_proj(self.drop(mean)) * mask[..., None]
 
     def _match_query(self, items: torch.Tensor, mask: torch.Tensor,
                      text: torch.Tensor) -> torch.Tensor:
@@ -721,6 +816,30 @@ class M6Module(nn.Module):
         h = self.gru_out(self.drop(out))
         back = ((j - lead) % L)[..., None]
         return h.gather(1, back.expand(B, L, h.shape[2])) * mask[..., None]
+
+
+def ease_teacher(weights: torch.Tensor, items: torch.Tensor, mask: torch.Tensor,
+                 older: torch.Tensor | None, rows: torch.Tensor, temperature: float,
+                 scale: float) -> torch.Tensor:
+    """An EASE teacher's next-item distribution times ``scale`` [N, n] at the positions
+    ``rows`` [B, L] (a subset of ``mask``) of right-aligned windows ``items`` [B, L].
+
+    EASE (item-item ``weights`` [n + 1, n], the last row zero for pads) reads the user's
+    history up to each position: the window's items so far and the ``older`` ones before the
+    window [B, C] (pads -1); the distribution is ``softmax(score / temperature)`` over the
+    items not in that history (a history of the whole catalogue gets none)."""
+    n = weights.shape[1]
+    with torch.no_grad():
+        r = torch.where(mask, items, n)
+        score = weights[r].cumsum(1)  # EASE = the sum of the history items' rows
+        seen = torch.zeros(*r.shape, n + 1, device=r.device).scatter_(2, r[..., None], 1.0)
+        seen = seen.cumsum(1)
+        if older is not None:
+            o = torch.where(older >= 0, older, n)
+            score += weights[o].sum(1)[:, None]
+            seen += torch.zeros(len(o), n + 1, device=o.device).scatter_(1, o, 1.0)[:, None]
+        z = (score[rows] / temperature).masked_fill(seen[rows][:, :n] > 0, float("-inf"))
+        return torch.nan_to_num(z.softmax(dim=1), nan=0.0) * scale
 
 
 #: CL4SRec's augmentation rates: crop keeps 60% of a window, mask blanks 30% of its items,

@@ -171,7 +171,7 @@ class SequentialRecommender(Recommender):
             only = torch.as_tensor(only, dtype=torch.int64, device=device)
             into = torch.full((self.n_items_ + 1,), -1, dtype=torch.int64, device=device)
             into[only] = torch.arange(len(only), device=device)
-            if (into[torch.as_tensor(targets[mask], device=device)] < 0).any():
+            if (into[torch.as_tensor(targets[mask & (targets >= 0)], device=device)] < 0).any():
                 raise ValueError("a training target is outside the items of the softmax")
         m = torch.as_tensor(mask, device=device)
         ex = {k: torch.as_tensor(v, device=device) for k, v in extras.items()}
@@ -195,16 +195,21 @@ class SequentialRecommender(Recommender):
                     begin_step(torch.cat([xi[sel], y[idx][sel]]), gen)
                 exi = {k: v[idx] for k, v in ex.items()}
                 hidden = module.encode(xi, sel, exi)
-                h = hidden[sel]
-                table, target = module.item_table(), y[idx][sel]
+                yi = y[idx]
+                trained = sel & (yi >= 0)  # overlapping windows: inputs-only positions out
+                h = hidden[trained]
+                table, target = module.item_table(), yi[trained]
                 if only is not None:
                     table, target = table[only], into[target]
                 if kind == "ce":
-                    exclude = _history_pairs(xi, sel) if self.mask_history else None
+                    exclude = _history_pairs(xi, sel, trained) if self.mask_history else None
                     if exclude is not None and only is not None:
                         rows, cols = exclude[0], into[exclude[1]]
                         exclude = (rows[cols >= 0], cols[cols >= 0])
-                    loss = full_softmax_ce(h, target, table, exclude=exclude)
+                    soft = self._soft_targets(xi, sel, exi, trained)
+                    if soft is not None and only is not None:
+                        soft = soft[:, only]
+                    loss = full_softmax_ce(h, target, table, exclude=exclude, soft=soft)
                 else:
                     loss = sampled_softmax_ce(h, target, table, self.n_negatives,
                                               self.temperature, generator=gen)
@@ -222,24 +227,61 @@ class SequentialRecommender(Recommender):
         self.best_epoch_ = res.best_epoch
         return self
 
-    def _training_windows(self, h: Histories) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                       dict[str, np.ndarray]]:
-        """Inputs, next-item targets, mask [W, max_len] and extras of every training window."""
+    def _soft_targets(self, items, mask, extras, rows):
+        """Soft next-item targets [N, n_items] (>= 0; e.g. a teacher's distribution times its
+        weight) added to the full-softmax loss at the trained positions ``rows`` [B, L] of a
+        training mini-batch (inputs as for ``encode``), or None (the default)."""
+        return None
+
+    def _window_stride(self) -> int:
+        """Items between the ends of a row's consecutive training windows (``max_len``: no
+        overlap; a subclass may overlap them, see `_training_windows`)."""
+        return int(self.max_len)
+
+    def _training_windows(self, h: Histories, newest_only: bool = False,
+                          stride: int | None = None
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Inputs, next-item targets, mask [W, max_len] and extras of every training window
+        (``newest_only``: of each row's newest window only). Windows end every ``stride``
+        items (default `_window_stride`); when they overlap (``stride < max_len``) each target
+        is trained once, in the window where it has the longest context (the window's last
+        ``stride`` positions): its other positions are inputs only, with target -1."""
         L = int(self.max_len)
+        S = int(stride or self._window_stride())
         lengths = h.lengths
-        n_win = np.where(lengths >= 2, -(-(lengths - 1) // L), 0)
+        n_win = np.where(lengths >= 2, -(-(lengths - 1) // S), 0)
+        if newest_only:
+            n_win = np.minimum(n_win, 1)
         row = np.repeat(np.arange(len(h)), n_win)
         k = np.arange(int(n_win.sum())) - np.repeat(np.cumsum(n_win) - n_win, n_win)
-        end = lengths[row] - k * L  # exclusive local end of each window
+        end = lengths[row] - k * S  # exclusive local end of each window
         start = np.maximum(end - L - 1, 0)
         base = h.indptr[row]
         flat, valid = _right_aligned(base + start, base + end, L + 1)
         items = np.where(valid, h.items[flat], self.n_items_)
         mask = valid[:, :-1]
         inputs, targets = items[:, :-1], np.where(mask, items[:, 1:], 0)
+        if S < L and not newest_only:  # a target's longest context is in the oldest window
+            targets[:, : L - S] = np.where(mask[:, : L - S], -1, 0)
         extras = {name: np.where(mask, v[flat[:, :-1]], 0).astype(v.dtype)
                   for name, v in self._flat_extras(h).items()}
+        if self._older_len():
+            extras["older"] = self._older(h, row, base + start)
         return self._align(inputs, targets, mask, extras)
+
+    def _older_len(self) -> int:
+        """How many items from before each window a subclass reads (0: none); they come as
+        the extra ``older`` [B, C]: the newest ``C`` items before the window's first, right-
+        aligned, pads = -1 (not ``n_items``: a live catalogue may have grown past it)."""
+        return 0
+
+    def _older(self, h: Histories, rows: np.ndarray, firsts: np.ndarray) -> np.ndarray:
+        """The extra ``older`` of windows of rows ``rows`` that start at flat positions
+        ``firsts``."""
+        C = int(self._older_len())
+        starts = np.maximum(firsts - C, h.indptr[rows])
+        flat, valid = _right_aligned(starts, firsts, C)
+        return np.where(valid, _take(h.items, flat), -1).astype(np.int64)
 
     # -- scoring ---------------------------------------------------------------------------------
     def _encode_last(self, module, inputs: np.ndarray, mask: np.ndarray,
@@ -293,6 +335,9 @@ class SequentialRecommender(Recommender):
         items = np.where(mask, _take(h.items, flat), self.n_items_)
         extras = {name: np.where(mask, _take(v, flat), 0).astype(v.dtype)
                   for name, v in self._flat_extras(h).items()}
+        if self._older_len():
+            extras["older"] = self._older(h, np.arange(len(h)),
+                                          h.indptr[1:] - np.minimum(h.lengths, L))
         items, _, mask, extras = self._align(items, None, mask, extras)
         return items, mask, extras
 
@@ -308,7 +353,8 @@ class SequentialRecommender(Recommender):
         def roll(a):
             return None if a is None else np.take_along_axis(a, shift, axis=1)
 
-        return roll(items), roll(targets), roll(mask), {k: roll(v) for k, v in extras.items()}
+        return (roll(items), roll(targets), roll(mask),
+                {k: v if k == "older" else roll(v) for k, v in extras.items()})
 
     def _flat_extras(self, h: Histories) -> dict[str, np.ndarray]:
         """The requested extras, aligned with ``h.items``."""
@@ -354,15 +400,17 @@ class SequentialRecommender(Recommender):
         self.module_ = module.to(device).eval()
 
 
-def _history_pairs(items, mask):
-    """(rows, items) of every item at or before each real position of its window: ``rows``
-    number the real positions in ``mask`` order (row-major), as ``hidden[mask]`` does."""
+def _history_pairs(items, mask, rows=None):
+    """(rows, items) of every item at or before each position in ``rows`` (default ``mask``)
+    of its window: ``rows`` number those positions in row-major order, as ``hidden[rows]``
+    does."""
     import torch
 
+    rows = mask if rows is None else rows
     L = items.shape[1]
     tri = torch.ones(L, L, dtype=torch.bool, device=items.device).tril()  # [p, q]: q <= p
-    pairs = tri[None] & mask[:, :, None] & mask[:, None, :]  # [B, p, q]
-    row_id = (torch.cumsum(mask.reshape(-1).long(), 0) - 1).view(mask.shape)
+    pairs = tri[None] & rows[:, :, None] & mask[:, None, :]  # [B, p, q]
+    row_id = (torch.cumsum(rows.reshape(-1).long(), 0) - 1).view(rows.shape)
     b, p, q = pairs.nonzero(as_tuple=True)
     return row_id[b, p], items[b, q]
 

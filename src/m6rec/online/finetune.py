@@ -75,10 +75,9 @@ def finetune(model: Recommender, dataset: Dataset, users: np.ndarray, *, steps: 
         new.item_seen_ = seen
         module.item_seen = torch.as_tensor(seen, device=device)
 
-    L = int(model.max_len)
     users = np.unique(np.asarray(users, dtype=np.int64))
-    recent = new._training_windows(dataset.histories(users).last(L + 1))
-    old = new._training_windows(dataset.histories())
+    recent = new._training_windows(dataset.histories(users), newest_only=True)
+    old = new._training_windows(dataset.histories(), stride=new.max_len)  # no overlap
     if not recent[2].any():
         return new
     bs = int(batch_size or model.batch_size)

@@ -19,17 +19,21 @@ LOSSES = ("auto", "ce", "sampled")
 
 def full_softmax_ce(hidden: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor,
                     temperature: float = 1.0,
-                    exclude: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                    exclude: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    soft: torch.Tensor | None = None) -> torch.Tensor:
     """Mean CE of ``hidden`` [N, d] against every row of ``item_table`` [n_items, d];
     ``targets`` [N] int64 item indices. ``exclude = (rows, items)`` drops those (row, item)
     logits from the softmax (e.g. items the row's user already saw: they are never
     recommended, so they should not compete with the target); a row's own target is never
-    dropped.
+    dropped. ``soft`` [N, n_items] (>= 0) adds soft targets (e.g. a teacher's distribution
+    times a distillation weight): each row's loss gains ``sum_i soft_i * -log softmax_i``;
+    an excluded item must have no soft weight.
 
     Same value and gradients as ``F.cross_entropy(hidden @ item_table.T / temperature,
     targets)``; the softmax and its gradient are computed in place in the one [N, n_items]
     logits buffer. `FullSoftmaxCE` also keeps that buffer between calls."""
-    return FullSoftmaxCE(keep_buffer=False)(hidden, targets, item_table, temperature, exclude)
+    return FullSoftmaxCE(keep_buffer=False)(hidden, targets, item_table, temperature, exclude,
+                                            soft)
 
 
 class FullSoftmaxCE:
@@ -45,14 +49,15 @@ class FullSoftmaxCE:
 
     def __call__(self, hidden: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor,
                  temperature: float = 1.0,
-                 exclude: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                 exclude: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 soft: torch.Tensor | None = None) -> torch.Tensor:
         if temperature != 1.0:
             hidden = hidden / temperature
         if exclude is not None:
             rows, cols = exclude
             keep = cols != targets[rows]
             exclude = (rows[keep], cols[keep])
-        return _FullSoftmaxCE.apply(hidden, item_table, targets, self, exclude)
+        return _FullSoftmaxCE.apply(hidden, item_table, targets, self, exclude, soft)
 
     def _acquire(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
         buf = self._buffer
@@ -69,33 +74,39 @@ class FullSoftmaxCE:
 
 class _FullSoftmaxCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, table, targets, owner, exclude):
+    def forward(ctx, hidden, table, targets, owner, exclude, soft):
         n, m = hidden.shape[0], table.shape[0]
         flat, shared = owner._acquire(n * m, hidden)
         z = torch.mm(hidden, table.T, out=flat.view(n, m))
         if exclude is not None:  # exp(-inf) = 0: no probability, no gradient
             z.index_put_(exclude, z.new_tensor(float("-inf")))
         picked = z.gather(1, targets[:, None])[:, 0]
+        mass = 1.0  # the targets' total weight per row
+        if soft is not None:  # soft targets: sum_i w_i * (lse - z_i)
+            mass = 1.0 + soft.sum(1)
+            picked = picked + torch.where(soft > 0, soft * z, 0.0).sum(1)
         top = z.amax(dim=1)
         z.sub_(top[:, None]).exp_()  # z = exp(logits - max), in place
         total = z.sum(dim=1)
-        loss = (top + total.log() - picked).mean()
+        loss = (mass * (top + total.log()) - picked).mean()
         ctx.save_for_backward(hidden, table, targets, total)
-        ctx.z, ctx.owner, ctx.shared = z, owner, shared
+        ctx.z, ctx.owner, ctx.shared, ctx.soft = z, owner, shared, soft
         return loss
 
     @staticmethod
     def backward(ctx, grad):
         hidden, table, targets, total = ctx.saved_tensors
         p = ctx.z.div_(total[:, None])  # softmax, in place
+        if ctx.soft is not None:  # d/dz of sum_i w_i (lse - z_i) = (sum_i w_i) p - w
+            p.mul_(1.0 + ctx.soft.sum(1)[:, None]).sub_(ctx.soft)
         p[torch.arange(len(targets), device=p.device), targets] -= 1.0
         scale = grad / len(targets)
         grad_hidden = (p @ table) * scale if ctx.needs_input_grad[0] else None
         grad_table = (p.T @ hidden) * scale if ctx.needs_input_grad[1] else None
-        ctx.z = None
+        ctx.z = ctx.soft = None
         if ctx.shared:
             ctx.owner._release()
-        return grad_hidden, grad_table, None, None, None
+        return grad_hidden, grad_table, None, None, None, None
 
 
 def sampled_softmax_ce(hidden: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor,
