@@ -68,6 +68,8 @@ def summary(path: Path) -> list[dict]:
         if line.strip():
             r = json.loads(line)
             key = r["model"] + " " + json.dumps(r["params"], sort_keys=True)
+            if r.get("variant"):  # runs of an earlier version of the code, kept apart
+                key += f" [{r['variant']}]"
             groups.setdefault(key, []).append(r)
     out = []
     for key, runs in groups.items():

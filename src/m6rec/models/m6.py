@@ -132,8 +132,8 @@ class M6(SequentialRecommender):
         Above 0: knowledge distillation from an EASE teacher (Steck, WWW 2019; ridge
         ``teacher_reg``) fitted on the same training data inside ``fit``. At every training
         position the next-item cross-entropy gains soft targets: the teacher's distribution
-        ``softmax(EASE scores / teacher_temperature)`` (kept over its top 64 items and
-        renormalised) times this weight, i.e. ``weight * KL(teacher || model)`` up to a
+        ``softmax(EASE scores / teacher_temperature)`` over the whole catalogue (a top-64
+        cut lost the gain) times this weight, i.e. ``weight * KL(teacher || model)`` up to a
         constant. EASE reads the user's history up to there (the window's items and up to
         ``max(long_term, 200)`` older ones) and gives the items in it no mass. EASE's
         item-item view of the whole history is what the sequence tower misses (a score fusion
@@ -276,7 +276,6 @@ class M6(SequentialRecommender):
                 raise ValueError(f"teacher_weight needs the full softmax; with loss="
                                  f"{self.loss!r} and {dataset.n_items} items (ce_max_items="
                                  f"{self.ce_max_items}) training uses the sampled one")
-
             self._teacher = EASE(reg=self.teacher_reg).fit(dataset).weights_
         self.n_events_ = max(1, len(dataset.event_types))
         self.rating_range_ = np.zeros(3, np.float32)  # mean, min, max (rating head only)
