@@ -276,7 +276,11 @@ class M6(SequentialRecommender):
                 raise ValueError(f"teacher_weight needs the full softmax; with loss="
                                  f"{self.loss!r} and {dataset.n_items} items (ce_max_items="
                                  f"{self.ce_max_items}) training uses the sampled one")
-            self._teacher = EASE(reg=self.teacher_reg).fit(dataset).weights_
+            from m6rec.train.loop import resolve_device
+
+            w = torch.as_tensor(EASE(reg=self.teacher_reg).fit(dataset).weights_,
+                                device=resolve_device(self.device))
+            self._teacher = torch.cat([w, w.new_zeros(1, w.shape[1])])  # pad row: no score
         self.n_events_ = max(1, len(dataset.event_types))
         self.rating_range_ = np.zeros(3, np.float32)  # mean, min, max (rating head only)
         if self.rating_weight > 0:
@@ -309,9 +313,6 @@ class M6(SequentialRecommender):
         teacher = getattr(self, "_teacher", None)
         if teacher is None:
             return None
-        if not isinstance(teacher, torch.Tensor):  # once per fit, on the training device
-            w = torch.as_tensor(teacher, dtype=torch.float32, device=items.device)
-            teacher = self._teacher = torch.cat([w, w.new_zeros(1, w.shape[1])])
         return ease_teacher(teacher, items, mask, extras.get("older"), rows,
                             self.teacher_temperature, self.teacher_weight)
 
