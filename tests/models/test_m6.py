@@ -432,9 +432,11 @@ def test_overlapping_windows_learn_next_item():
         build_model("m6", **{**FAST, "stride": 11}).fit(ds)
 
 
-def test_ease_teacher_reads_the_history_so_far():
+@pytest.mark.parametrize("decay", [1.0, 0.7])
+def test_ease_teacher_reads_the_history_so_far(decay):
     """The teacher's targets at a position: softmax(EASE(history up to there) / T) over the
-    items not in that history (window items so far and older ones), times the weight."""
+    items not in that history (window items so far and older ones), times the weight; with
+    ``decay`` each history item's EASE row weighs ``decay ** age``."""
     from m6rec.models.m6 import ease_teacher
 
     rng = np.random.default_rng(0)
@@ -448,13 +450,14 @@ def test_ease_teacher_reads_the_history_so_far():
     older = np.array([[-1, 0], [8, 1]])
     padded = torch.cat([torch.as_tensor(B), torch.zeros(1, n)])
     got = ease_teacher(padded, torch.as_tensor(items), torch.as_tensor(mask),
-                       torch.as_tensor(older), torch.as_tensor(rows), 0.5, 0.3).numpy()
+                       torch.as_tensor(older), torch.as_tensor(rows), 0.5, 0.3, decay).numpy()
     want = []
     for row in range(2):
         first = int((~mask[row]).sum())
         for pos in np.flatnonzero(rows[row]):
             seen = [o for o in older[row] if o >= 0] + list(items[row, first:pos + 1])
-            z = B[seen].sum(0) / 0.5
+            age = np.arange(len(seen))[::-1]  # newest (the item at pos) 0
+            z = (decay ** age[:, None] * B[seen]).sum(0) / 0.5
             z[seen] = -np.inf
             e = np.exp(z - z[np.isfinite(z)].max())
             want.append(0.3 * e / e.sum())
@@ -495,6 +498,8 @@ def test_ease_teacher_pulls_the_model_towards_ease_and_is_training_only(tmp_path
                                rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="full softmax"):
         build_model("m6", **params, teacher_weight=1.0, loss="sampled").fit(ds)
+    with pytest.raises(ValueError, match="teacher_decay"):
+        build_model("m6", **params, teacher_weight=1.0, teacher_decay=0.0).fit(ds)
 
 
 def _cycle_with_kg(linked: int = 8):

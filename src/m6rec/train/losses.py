@@ -78,13 +78,13 @@ class _FullSoftmaxCE(torch.autograd.Function):
         n, m = hidden.shape[0], table.shape[0]
         flat, shared = owner._acquire(n * m, hidden)
         z = torch.mm(hidden, table.T, out=flat.view(n, m))
-        if exclude is not None:  # exp(-inf) = 0: no probability, no gradient
-            z.index_put_(exclude, z.new_tensor(float("-inf")))
         picked = z.gather(1, targets[:, None])[:, 0]
         mass = 1.0  # the targets' total weight per row
-        if soft is not None:  # soft targets: sum_i w_i * (lse - z_i)
-            mass = 1.0 + soft.sum(1)
-            picked = picked + torch.where(soft > 0, soft * z, 0.0).sum(1)
+        if soft is not None:  # soft targets: sum_i w_i * (lse - z_i); rows dotted by a bmm
+            mass = 1.0 + soft.sum(1)  # (no [N, n] temporary), before excluded logits are -inf
+            picked = picked + torch.bmm(soft[:, None, :], z[:, :, None]).view(-1)
+        if exclude is not None:  # exp(-inf) = 0: no probability, no gradient
+            z.index_put_(exclude, z.new_tensor(float("-inf")))
         top = z.amax(dim=1)
         z.sub_(top[:, None]).exp_()  # z = exp(logits - max), in place
         total = z.sum(dim=1)
