@@ -294,6 +294,24 @@ def test_contrastive_term_is_off_by_default_and_trains_when_on():
     assert on.history_[0]["loss"] != ref.history_[0]["loss"]
 
 
+def test_contrastive_views_leave_the_older_items_out_even_when_as_many_as_the_window():
+    """CL4SRec augments a window's per-position inputs only; ``older`` (the items before the
+    window, here as many as ``max_len``) is not one of them, whatever its width."""
+    ds = _cycle()
+    m = build_model("m6", **{**FAST, "epochs": 1, "cl_weight": 0.5, "long_term": 10}).fit(ds)
+    items = torch.arange(20).remainder(12).view(2, 10)
+    mask = torch.ones_like(items, dtype=torch.bool)
+    older = torch.full((2, 10), -1, dtype=torch.int64)
+    older[1, 4:] = torch.arange(6)
+    m.module_.train()
+    torch.manual_seed(0)  # the same dropout draws for both
+    with_older = m.module_._contrastive_loss(items, mask, {"older": older},
+                                             torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    without = m.module_._contrastive_loss(items, mask, {}, torch.Generator().manual_seed(0))
+    assert with_older.item() == without.item()  # the same computation, bit for bit
+
+
 @pytest.mark.parametrize("bad", [{"cl_weight": -0.1}, {"cl_temperature": 0.0}])
 def test_contrastive_parameters_are_checked(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):

@@ -54,9 +54,10 @@ class EASE(Recommender):
         return self
 
     def _score_rows(self, histories: Histories) -> np.ndarray:
-        decay = float(getattr(self, "decay", 1.0))
-        h = histories.csr(self.n_items_) if decay == 1.0 else _recency_rows(histories, decay,
-                                                                            self.n_items_)
+        if self.decay == 1.0:
+            h = histories.csr(self.n_items_)
+        else:
+            h = _recency_rows(histories, float(self.decay), self.n_items_)
         return np.asarray(h @ self.weights_, dtype=np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:

@@ -688,7 +688,7 @@ class M6Module(nn.Module):
         seed = int(torch.randint(2 ** 31 - 1, (1,), generator=generator))
         rng = np.random.default_rng(seed)
         pad = len(self.item_text)
-        extras = {k: v for k, v in extras.items() if v.shape == items.shape}  # window only
+        extras = {k: v for k, v in extras.items() if k != "older"}  # per window position only
         views = [self.encode(*augment_windows(items, mask, extras, rng, pad))[:, -1, :self.hidden]
                  for _ in range(2)]
         z = nn.functional.normalize(torch.cat(views), dim=1)
@@ -849,17 +849,13 @@ def ease_teacher(weights: torch.Tensor, items: torch.Tensor, mask: torch.Tensor,
             counts = torch.zeros(len(o), n + 1, device=o.device, dtype=weights.dtype)
             counts.scatter_add_(1, o, (decay ** age).expand(o.shape).contiguous())
             base = counts @ weights
-        if decay == 1.0:
-            score = weights[r].cumsum_(1)
-            if base is not None:
-                score += base[:, None]
-        else:  # s_t = decay * s_{t-1} + B[r_t] from s = base; pads (left) leave s as it is
-            s = base if base is not None else weights.new_zeros(len(r), n)
-            steps = []
-            for j in range(r.shape[1]):
-                s = torch.where(mask[:, j, None], s * decay + weights[r[:, j]], s)
-                steps.append(s)
-            score = torch.stack(steps, 1)
+        # s_t = decay * s_{t-1} + B[r_t] from s = base; pads (left) leave s as it is
+        s = base if base is not None else weights.new_zeros(len(r), n)
+        steps = []
+        for j in range(r.shape[1]):
+            s = torch.where(mask[:, j, None], s * decay + weights[r[:, j]], s)
+            steps.append(s)
+        score = torch.stack(steps, 1)
         b, t = rows.nonzero(as_tuple=True)
         # each kept row's history, as indices to blank; pads and later items point at the
         # row's own item, which is real and in the history anyway
