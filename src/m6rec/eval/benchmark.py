@@ -28,7 +28,8 @@ def run_benchmark(dataset: Dataset, models: list[str], protocol: str = "loo",
 
     ``params`` maps model name -> hyper-parameters. With ``seeds > 1``, models that take a
     ``random_state`` run once per seed (0 .. seeds-1) and the metrics are means, with the
-    standard deviations under ``"std"``; deterministic models run once.
+    standard deviations under ``"std"``; deterministic models run once. An ensemble
+    (``fusion``) is run once per seed too, each seed given to its stochastic members.
 
     Returns ``{"dataset", "protocol", "split", "models": {name: {"metrics", "std",
     "fit_seconds", "params", "curves", "seeds", ...extra sets}}}``.
@@ -40,16 +41,13 @@ def run_benchmark(dataset: Dataset, models: list[str], protocol: str = "loo",
                                      for k, v in split.info.items()},
                            "models": {}}
     for name in models:
-        klass = get_model_class(name)
         p = dict(params.get(name, {}))
-        stochastic = "random_state" in klass.param_names() and "random_state" not in p
+        stochastic = _seeded(name, p, 0) is not None
         runs = []
         for seed in range(seeds if stochastic else 1):
-            if stochastic:
-                p["random_state"] = seed
             if progress:
                 progress(f"{name}" + (f" (seed {seed})" if stochastic and seeds > 1 else ""))
-            model, seconds = fit(build_model(name, **p), split)
+            model, seconds = fit(build_model(name, **(_seeded(name, p, seed) or p)), split)
             res = evaluate_split(model, split, ks)
             res["fit_seconds"] = seconds
             res["curves"] = getattr(model, "history_", None)
@@ -59,6 +57,33 @@ def run_benchmark(dataset: Dataset, models: list[str], protocol: str = "loo",
             runs.append(res)
         out["models"][name] = _aggregate(runs)
     return out
+
+
+def _seeded(name: str, params: dict[str, Any], seed: int) -> dict[str, Any] | None:
+    """``params`` with ``random_state=seed``, or None when the model is deterministic (or its
+    seed is fixed by ``params``). An ensemble (a ``member_params`` model such as ``fusion``)
+    passes the seed to each member that takes one and whose seed is not given."""
+    import json
+
+    from m6rec.registry import parse_model_spec, split_models
+
+    names = get_model_class(name).param_names()
+    if "random_state" in names:
+        return None if "random_state" in params else {**params, "random_state": seed}
+    if "member_params" not in names:
+        return None
+    defaults = get_model_class(name)().get_params()
+    extra = params.get("member_params", defaults["member_params"])
+    extra = json.loads(extra) if isinstance(extra, str) else dict(extra)
+    members = [n for n, p in (parse_model_spec(m) for m in
+                              split_models(params.get("members", defaults["members"])))
+               if "random_state" in get_model_class(n).param_names()
+               and "random_state" not in p and "random_state" not in extra.get(n, {})]
+    if not members:
+        return None
+    for n in members:
+        extra[n] = {**extra.get(n, {}), "random_state": seed}
+    return {**params, "member_params": json.dumps(extra)}
 
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
