@@ -151,7 +151,7 @@ def bench_training(args, device) -> dict:
             model.fit(split.train)
             sync(device)
             seconds = time.perf_counter() - t0
-        items, _, mask, _ = model._training_windows(split.train.histories())
+        items, _, mask, _ = model.training_windows(split.train.histories())
         epoch_s = [h["seconds"] for h in model.history_]
         steady = float(np.median(epoch_s[1:])) if len(epoch_s) > 1 else epoch_s[0]
         out[name] = {"epochs": args.epochs, "batch": args.train_batch, "fit_s": round(seconds, 2),

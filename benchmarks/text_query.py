@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from m6rec.data import load_dataset
-from m6rec.models.base import topk
+from m6rec.ranking import topk
 from m6rec.recommend import query_scores, steer
 
 #: (request, genre as in ml-100k's ``class`` column), two per genre

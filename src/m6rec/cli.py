@@ -334,7 +334,7 @@ def benchmark(
 def encode(
     data: Annotated[str, typer.Option(help="Dataset spec.")],
     encoder: Annotated[str, typer.Option(help="Encoder spec (default, hashing:DIM, a path).")] = "default",
-    budget: Annotated[int, typer.Option(min=20, help="Item text length (m6's text_budget).")] = 200,
+    budget: Annotated[int, typer.Option(min=20, help="Item text length (m6 reads 200).")] = 200,
     ray: Annotated[bool, typer.Option("--ray", help="Encode with Ray Data actors.")] = False,
     address: Annotated[str | None, typer.Option(help="With --ray: Ray cluster address.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="With --ray: encoder actors.")] = 2,
@@ -393,14 +393,23 @@ def compress(
 
 
 @app.command(name="models")
-def list_models():
-    """List the registered models and their hyper-parameters."""
+@cli_errors
+def list_models(
+    name: Annotated[str | None, typer.Argument(help="Only this model (e.g. m6).")] = None,
+):
+    """List the registered models and their hyper-parameters, one line each with its default."""
+    import inspect
+
     from m6rec.registry import all_models, get_model_class
 
-    for name in all_models():
-        k = get_model_class(name)
+    for model in [name] if name else all_models():
+        k = get_model_class(model)
         doc = (k.__doc__ or "").strip().splitlines()[0] if k.__doc__ else ""
-        typer.echo(f"{name:10s} {', '.join(k.param_names()):50s} {doc}")
+        typer.echo(f"{model} ({len(k.param_names())} parameters): {doc}")
+        sig = inspect.signature(k.__init__).parameters
+        for param, text in k.param_docs().items():
+            default = sig[param].default if param in sig else k.train_params[param]
+            typer.echo(f"  {f'{param}={default!r}':28s} {text}")
 
 
 @app.command()

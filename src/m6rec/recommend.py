@@ -133,7 +133,7 @@ def recommend_for_user(model: Any, dataset: Dataset, user_id: str | None, k: int
         else:
             s, strategy = match.copy(), "query"
         s[history] = -np.inf
-        from m6rec.models.base import topk
+        from m6rec.ranking import topk
 
         ids, scores = topk(s[None], k)
     else:

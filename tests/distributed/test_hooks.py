@@ -40,7 +40,7 @@ def test_data_parallel_context_shards_every_batch(checkerboard):
     ctx = HalfShards()
     with data_parallel(ctx):
         model = build_model("sasrec", **{**SASREC, "epochs": 3}).fit(checkerboard)
-    n_windows = len(model._training_windows(checkerboard.histories())[0])
+    n_windows = len(model.training_windows(checkerboard.histories())[0])
     per_epoch = -(-n_windows // 32)
     assert ctx.wrapped == 1 and len(ctx.shards) == 3 * per_epoch and len(ctx.means) == 3
     assert sum(full for full, _ in ctx.shards[:per_epoch]) == n_windows

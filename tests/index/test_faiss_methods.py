@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from m6rec.index import build_index
-from m6rec.models.base import topk
+from m6rec.ranking import topk
 
 pytest.importorskip("faiss")
 

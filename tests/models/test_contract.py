@@ -23,13 +23,13 @@ FAST_PARAMS: dict[str, dict] = {
                "batch_size": 64},
     "multitask": {"weights": "1,0", "factors": 8, "feature_dim": 8, "mlp_hidden": 16,
                   "epochs": 30, "lr": 1e-2, "batch_size": 64},
-    "m6": {"encoder": "hashing:32", "hidden": 16, "inner": 16, "n_heads": 1, "epochs": 30,
+    "m6": {"encoder": "hashing:32", "hidden": 16, "inner": 16, "epochs": 30,
            "lr": 1e-2, "batch_size": 32},
     "kg": {"hidden": 16, "inner": 16, "epochs": 30, "lr": 1e-2, "batch_size": 32},
-    "m6-compact": {"teacher": "m6(encoder=hashing:32,hidden=16,inner=16,n_heads=1,epochs=30,"
+    "m6-compact": {"teacher": "m6(encoder=hashing:32,hidden=16,inner=16,epochs=30,"
                               "lr=0.01,batch_size=32)", "table_dtype": "int8",
                    "encoder_dtype": "int8"},
-    "m6-onnx": {"teacher": "m6(encoder=hashing:32,hidden=16,inner=16,n_heads=1,epochs=30,"
+    "m6-onnx": {"teacher": "m6(encoder=hashing:32,hidden=16,inner=16,epochs=30,"
                            "lr=0.01,batch_size=32)"},
     "ranker": {"hidden": 16, "att_hidden": 8, "mlp_hidden": 16, "epochs": 15, "lr": 1e-2,
                "batch_size": 64, "per_user": 10},

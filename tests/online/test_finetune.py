@@ -11,7 +11,7 @@ from m6rec.online import Updater
 from m6rec.registry import build_model
 
 TINY = {"sasrec": {"hidden": 16, "inner": 16, "epochs": 5, "batch_size": 32, "device": "cpu"},
-        "m6": {"encoder": "hashing:32", "hidden": 16, "inner": 16, "n_heads": 1, "epochs": 5,
+        "m6": {"encoder": "hashing:32", "hidden": 16, "inner": 16, "epochs": 5,
                "batch_size": 32, "device": "cpu"}}
 EVENTS = pd.DataFrame({"user_id": ["u0", "u1"], "item_id": ["i2", "i3"],
                        "timestamp": [1e9, 1e9]})

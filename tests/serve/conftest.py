@@ -40,9 +40,9 @@ def write_topics(folder, n_users: int = 40, length: int = 6, seed: int = 0):
     return folder
 
 
-M6_FAST = {"encoder": "hashing:64", "text_only": True, "hidden": 32, "n_heads": 1, "inner": 64,
+M6_FAST = {"encoder": "hashing:64", "text_only": True, "hidden": 32, "inner": 64,
            "max_len": 10, "epochs": 15, "patience": 15, "lr": 5e-3, "dropout": 0.0,
-           "attn_dropout": 0.0, "device": "cpu", "use_profile": False}
+           "device": "cpu"}
 
 
 def train_dir(data_dir, out, name: str, **params):

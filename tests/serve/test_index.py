@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from m6rec.index import ExactIndex, build_index
-from m6rec.models.base import topk
+from m6rec.ranking import topk
 
 
 @pytest.fixture

@@ -16,12 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from m6rec.compress.inputs import M6Inputs
+from m6rec.compress.inputs import M6Inputs, feed_names
 from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
 from m6rec.models.base import Recommender
 
 TABLES = ("table", "profile_vecs")
+#: the GRU tower's weight matrices: int8 storage (one scale per row), float32 compute (the
+#: dynamic int8 kernels cover linear layers)
+RECURRENT = "gru.weight_"
 
 
 class CompactM6(M6Inputs, Recommender):
@@ -34,7 +37,8 @@ class CompactM6(M6Inputs, Recommender):
     table_dtype : {"fp32", "fp16", "int8"}
         Storage of the item-vector and profile tables (int8: symmetric, one scale per row).
     encoder_dtype : {"fp32", "int8"}
-        ``int8``: dynamic quantisation of every linear layer of the user encoder (torch.ao).
+        ``int8``: dynamic quantisation of every linear layer of the user encoder (torch.ao);
+        a GRU tower's weight matrices are stored int8 and run in float32.
     sparsity : float
         Global magnitude pruning of all weight matrices to this share of zeros (0: none),
         followed by ``epochs`` of fine-tuning; pruned matrices are stored sparse.
@@ -170,14 +174,16 @@ class CompactM6(M6Inputs, Recommender):
         state: dict[str, np.ndarray] = {"arch": np.array(json.dumps(self.arch_))}
         weights = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
         sparse = set(prunable_all(module)) if self.sparsity else set()
-        quantized = ({f"{n}.weight" for n in linear_names(module)}
-                     if self.encoder_dtype == "int8" else set())
+        int8 = self.encoder_dtype == "int8"
+        quantized = {f"{n}.weight" for n in linear_names(module)} if int8 else set()
         for key, w in weights.items():
             if key in sparse:
                 half = key in TABLES and self.table_dtype == "fp16"
                 state.update(pack_csr(key, w, np.float16 if half else np.float32))
             elif key in TABLES:
                 state.update(pack_table(key, w, self.table_dtype))
+            elif int8 and key.startswith(RECURRENT):  # stored int8, run in float32
+                state.update(pack_table(key, w, "int8"))
             elif key in quantized:
                 q, s = quantize_rows(w)
                 state.update({f"q.{key}": q, f"s.{key}": s})
@@ -208,7 +214,7 @@ class CompactM6(M6Inputs, Recommender):
                 weights[name] = state[key].astype(np.float32)
             elif kind == "q":
                 weights[name] = dequantize_rows(state[key], state[f"s.{name}"])
-                if name not in TABLES:
+                if name not in TABLES and not name.startswith(RECURRENT):
                     int8[name[: -len(".weight")]] = (state[key], state[f"s.{name}"])
             elif kind == "c" and name.endswith(".shape"):
                 weights[name[: -len(".shape")]] = unpack_csr(state, name[: -len(".shape")])
@@ -227,8 +233,7 @@ class CompactM6(M6Inputs, Recommender):
         module.eval()
         try:
             with torch.inference_mode():
-                args = [torch.from_numpy(f[k]) for k in
-                        ("items", "mask", "time_gaps", "events", "users")]
+                args = [torch.from_numpy(f[k]) for k in feed_names(self.arch_)]
                 if self.encoder_dtype == "int8":
                     # dynamic quantisation scales activations per tensor, i.e. over the whole
                     # batch: one user at a time keeps a row's scores independent of the others

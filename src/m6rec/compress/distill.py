@@ -58,7 +58,7 @@ def train_frozen(owner: Any, module: FrozenM6, dataset, valid=None, *, epochs: i
                  masks: dict[str, torch.Tensor] | None = None,
                  verbose: bool = False) -> list[dict]:
     """Train ``module`` on ``dataset``'s training windows (``owner`` is the model that scores
-    with it: its ``_training_windows`` cut the windows, its ``module_`` is ``module`` during
+    with it: its ``training_windows`` cut the windows, its ``module_`` is ``module`` during
     validation). Without ``teacher``: next-item cross-entropy (full softmax, sampled beyond
     20,000 items); with it: distillation. ``masks`` hold pruned entries at zero. Returns the
     per-epoch history (best weights restored when ``valid`` is given)."""
@@ -66,8 +66,7 @@ def train_frozen(owner: Any, module: FrozenM6, dataset, valid=None, *, epochs: i
     from m6rec.train.loop import seeded, train_epochs
     from m6rec.train.losses import sampled_softmax_ce
 
-    items, targets, mask, extras = owner._training_windows(dataset.histories(),
-                                                           stride=owner.max_len)
+    items, targets, mask, extras = owner.training_windows(dataset.histories())
     if not mask.any():
         raise ValueError("no user has two or more training interactions: nothing to learn")
     x, y, m = torch.as_tensor(items), torch.as_tensor(targets), torch.as_tensor(mask)
@@ -90,7 +89,8 @@ def train_frozen(owner: Any, module: FrozenM6, dataset, valid=None, *, epochs: i
 
             def step(idx: torch.Tensor) -> torch.Tensor:
                 sel = m[idx]
-                args = (x[idx], sel, ex["time_gaps"][idx], ex["events"][idx], ex["users"][idx])
+                args = (x[idx], sel, ex["time_gaps"][idx], ex["events"][idx], ex["users"][idx],
+                        ex["older"][idx] if "older" in ex else None)
                 h = module.encode(*args)[sel]
                 target = y[idx][sel]
                 if not full:

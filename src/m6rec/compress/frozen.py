@@ -3,8 +3,10 @@
 At serving time an ``m6`` model only needs (M6-Rec's "late interaction"): the item vectors it
 scores against (``item_table()``, which already folds the text adapter, the ID embeddings and the
 gate), each known user's profile vector (the profile projection of the cached LM encoding) and
-the small causal Transformer that reads a history. `FrozenM6` holds exactly that, so every
+the small user tower that reads a history (the GRU or the causal Transformer, with the
+long-term taste term when the model has one). `FrozenM6` holds exactly that, so every
 compression method (int8, fp16 tables, pruning, distillation, ONNX) works on one small network.
+The EASE teacher of training is not part of it: the trained model scores alone.
 
 A *student* (``width < hidden``) reads the same item table through ``in_proj`` and writes the
 user vector back into the item space through ``out_proj``, so it scores the teacher's item
@@ -20,9 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from m6rec.models.m6.towers import N_GAP_BUCKETS, N_HEADS, gap_buckets, gru_states, long_term
 from m6rec.models.sasrec import Block
-
-N_GAP_BUCKETS = 32  # as m6.N_GAP_BUCKETS
 
 
 class FrozenM6(nn.Module):
@@ -31,8 +32,9 @@ class FrozenM6(nn.Module):
     Parameters
     ----------
     arch : dict
-        ``n_items, n_users, hidden, width, max_len, n_layers, n_heads, inner, n_events,
-        use_time, use_events, use_profile`` (see `architecture`).
+        ``n_items, n_users, hidden, width, max_len, tower, n_layers, n_heads, inner,
+        long_term, n_events, use_time, use_events, use_profile`` (see `architecture`;
+        ``tower`` and ``long_term`` absent: a Transformer without the long-term term).
     """
 
     def __init__(self, arch: dict[str, Any], dropout: float = 0.0, attn_dropout: float = 0.0):
@@ -55,17 +57,31 @@ class FrozenM6(nn.Module):
             if emb is not None:
                 nn.init.zeros_(emb.weight)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(w, int(arch["n_heads"]), int(arch["inner"]), dropout,
-                                          attn_dropout) for _ in range(int(arch["n_layers"])))
+        self.tower = str(arch.get("tower", "transformer"))
+        if self.tower == "gru":
+            layers = int(arch["n_layers"])
+            self.gru = nn.GRU(w, int(arch["inner"]), num_layers=layers, batch_first=True,
+                              dropout=dropout if layers > 1 else 0.0)
+            self.gru_out = nn.Linear(int(arch["inner"]), w)
+            self.blocks = nn.ModuleList()
+        else:
+            self.blocks = nn.ModuleList(Block(w, int(arch["n_heads"]), int(arch["inner"]),
+                                              dropout, attn_dropout)
+                                        for _ in range(int(arch["n_layers"])))
         self.norm = nn.LayerNorm(w)
         self.out_scale = nn.Parameter(torch.tensor(1.0))
+        self.long_term = int(arch.get("long_term", 0))
+        self.lt_proj = nn.Linear(h, h, bias=False) if self.long_term else None
 
     def encode(self, items: torch.Tensor, mask: torch.Tensor, time_gaps: torch.Tensor,
-               events: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        """Hidden states [B, L, hidden] (in the item space) at every position."""
+               events: torch.Tensor, users: torch.Tensor,
+               older: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states [B, L, hidden] (in the item space) at every position; ``older``
+        [B, C] the items before the window (pads -1), read by the long-term term."""
         table = torch.cat([self.table, self.table.new_zeros(1, self.hidden)])  # pad row
         L = items.shape[1]
-        x = table[items] * math.sqrt(self.hidden)
+        scale = 1.0 if self.tower == "gru" else math.sqrt(self.hidden)
+        x = table[items] * scale
         if self.use_profile:
             u = users[:, -1]
             known = (u >= 0) & (u < self.n_users)
@@ -76,19 +92,26 @@ class FrozenM6(nn.Module):
         pos = torch.arange(self.max_len - L, self.max_len, device=items.device)
         x = x + self.pos_emb(pos)[None]
         if self.gap_emb is not None:
-            bucket = torch.log2(time_gaps.clamp(min=0) + 1).floor().long()
-            x = x + self.gap_emb(bucket.clamp(max=N_GAP_BUCKETS - 1))
+            x = x + self.gap_emb(gap_buckets(time_gaps))
         if self.event_emb is not None:
             x = x + self.event_emb(events.clamp(0, self.event_emb.num_embeddings - 1))
         x = self.drop(x) * mask[..., None]
-        x = self.norm(_causal_blocks(self.blocks, x, mask))
+        if self.tower == "gru":
+            x = gru_states(self.gru, self.gru_out, self.drop, x, mask)
+        else:
+            x = self.norm(_causal_blocks(self.blocks, x, mask))
         if self.out_proj is not None:
             x = self.out_proj(x)
-        return x * self.out_scale
+        x = x * self.out_scale
+        if self.lt_proj is not None:
+            x = x + long_term(self.lt_proj, self.drop, table, items, mask, older,
+                              self.long_term)
+        return x
 
     def forward(self, items: torch.Tensor, mask: torch.Tensor, time_gaps: torch.Tensor,
-                events: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        user = self.encode(items, mask, time_gaps, events, users)[:, -1]
+                events: torch.Tensor, users: torch.Tensor,
+                older: torch.Tensor | None = None) -> torch.Tensor:
+        user = self.encode(items, mask, time_gaps, events, users, older)[:, -1]
         return user @ self.table.T
 
 
@@ -110,26 +133,19 @@ def architecture(m6: Any, width: int | None = None, n_layers: int | None = None,
     given encoder width / depth)."""
     return {"n_items": int(m6.n_items_), "n_users": int(len(m6.profile_text_)),
             "hidden": int(m6.hidden), "width": int(width or m6.hidden),
-            "max_len": int(m6.max_len), "n_layers": int(n_layers or m6.n_layers),
-            "n_heads": int(n_heads or m6.n_heads), "inner": int(inner or m6.inner),
-            "n_events": int(m6.n_events_), "use_time": bool(m6.use_time),
-            "use_events": bool(m6.use_events), "use_profile": bool(m6.use_profile)}
+            "max_len": int(m6.max_len), "tower": str(m6.tower),
+            "n_layers": int(n_layers or m6.n_layers), "n_heads": int(n_heads or N_HEADS),
+            "inner": int(inner or m6.inner), "long_term": int(m6.long_term),
+            "n_events": int(m6.n_events_), "use_time": True, "use_events": True,
+            "use_profile": True}
 
 
 def freeze(m6: Any) -> FrozenM6:
-    """`FrozenM6` with the weights of a fitted ``m6`` model; its scores equal ``m6.score``.
-    Only the Transformer user tower has a frozen form (ValueError for ``tower="gru"``: its
-    weights have no counterpart here, and a copy would score with untrained blocks)."""
+    """`FrozenM6` with the weights of a fitted ``m6`` model (either tower, with or without the
+    long-term term); its scores equal ``m6.score``."""
     if getattr(m6, "text_match", 0):
         raise ValueError("compression does not support m6's text_match term yet (train with "
                          "text_match=0 to compress)")
-    if getattr(m6, "long_term", 0):
-        raise ValueError("compression does not support m6's long_term segment yet (train with "
-                         "long_term=0 to compress)")
-    tower = getattr(m6, "tower", "transformer")
-    if tower != "transformer":
-        raise ValueError(f"compression supports m6's Transformer user tower only; this model "
-                         f"has tower={tower!r} (train it with tower='transformer' to compress)")
     src = m6.module_
     was = src.training
     src.eval()
@@ -137,13 +153,16 @@ def freeze(m6: Any) -> FrozenM6:
         with torch.no_grad():
             out = FrozenM6(architecture(m6))
             out.table.copy_(src.item_table().float().cpu())
-            if m6.use_profile and len(src.profile_text):
+            if len(src.profile_text):
                 vecs = src.profile(src.profile_text).float().cpu()
                 out.profile_vecs[: len(vecs)].copy_(vecs)
             own = src.state_dict()
             mine = out.state_dict()
+            missing = [k for k in mine if k not in own and k not in ("table", "profile_vecs")]
+            if missing:
+                raise ValueError(f"the frozen m6 has weights the model lacks: {missing}")
             for key in mine:
-                if key in own and key not in ("table", "profile_vecs"):
+                if key not in ("table", "profile_vecs"):
                     mine[key].copy_(own[key].float().cpu())
     finally:
         src.train(was)

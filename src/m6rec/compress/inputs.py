@@ -10,8 +10,13 @@ import numpy as np
 from m6rec.data.histories import Histories
 from m6rec.models.sequential import SequentialRecommender
 
-#: input names of the frozen encoder, in order
-FEEDS = ("items", "mask", "time_gaps", "events", "users")
+#: input names of the frozen encoder, in order (``older`` only with the long-term term)
+FEEDS = ("items", "mask", "time_gaps", "events", "users", "older")
+
+
+def feed_names(arch: dict[str, Any]) -> tuple[str, ...]:
+    """The inputs of a frozen encoder of architecture ``arch``, in order."""
+    return FEEDS if int(arch.get("long_term", 0)) else FEEDS[:-1]
 
 
 class M6Inputs:
@@ -23,23 +28,27 @@ class M6Inputs:
     arch_: dict[str, Any]
     n_items_: int
 
-    _inputs = SequentialRecommender._inputs
+    model_inputs = SequentialRecommender.model_inputs
+    training_windows = SequentialRecommender.training_windows
     _align = SequentialRecommender._align
     _flat_extras = SequentialRecommender._flat_extras
-    _training_windows = SequentialRecommender._training_windows
-    _window_stride = SequentialRecommender._window_stride
-    _older_len = SequentialRecommender._older_len
     _older = SequentialRecommender._older
 
     @property
     def max_len(self) -> int:
         return int(self.arch_["max_len"])
 
+    def _older_len(self) -> int:
+        return int(self.arch_.get("long_term", 0))
+
     def feeds(self, histories: Histories) -> dict[str, np.ndarray]:
         """``{items int64, mask bool, time_gaps float32, events int64, users int64}``, each
-        [n, max_len]."""
-        items, mask, extras = self._inputs(histories)
-        return {"items": items.astype(np.int64), "mask": mask.astype(bool),
-                "time_gaps": extras["time_gaps"].astype(np.float32),
-                "events": extras["events"].astype(np.int64),
-                "users": extras["users"].astype(np.int64)}
+        [n, max_len], and ``older`` int64 [n, long_term] (pads -1) with the long-term term."""
+        items, mask, extras = self.model_inputs(histories)
+        out = {"items": items.astype(np.int64), "mask": mask.astype(bool),
+               "time_gaps": extras["time_gaps"].astype(np.float32),
+               "events": extras["events"].astype(np.int64),
+               "users": extras["users"].astype(np.int64)}
+        if "older" in extras:
+            out["older"] = extras["older"].astype(np.int64)
+        return out

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from m6rec.compress.inputs import FEEDS, M6Inputs
+from m6rec.compress.inputs import M6Inputs, feed_names
 from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
 from m6rec.models.base import Recommender
@@ -89,7 +89,7 @@ class OnnxM6(M6Inputs, Recommender):
 
     def _score_rows(self, histories: Histories) -> np.ndarray:
         f = self.feeds(histories)
-        out = self.session_.run(["scores"], {k: f[k] for k in FEEDS})[0]
+        out = self.session_.run(["scores"], {k: f[k] for k in feed_names(self.arch_)})[0]
         return np.asarray(out, dtype=np.float32)
 
     def n_parameters(self) -> dict[str, int]:

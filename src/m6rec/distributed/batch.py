@@ -40,7 +40,7 @@ def _frame(user_id, rank, item_id, score) -> pd.DataFrame:
 def model_payload(model: Any) -> dict[str, Any]:
     """What rebuilds ``model`` elsewhere: its class name, parameters and learned arrays."""
     return {"name": model.name, "params": model.get_params(), "n_items": int(model.n_items_),
-            "n_users": int(model.n_users_), "state": model._state()}
+            "n_users": int(model.n_users_), "state": model.get_state()}
 
 
 def rebuild_model(payload: dict[str, Any]) -> Any:
@@ -48,7 +48,7 @@ def rebuild_model(payload: dict[str, Any]) -> Any:
 
     model = get_model_class(payload["name"])(**payload["params"])
     model.n_items_, model.n_users_ = payload["n_items"], payload["n_users"]
-    model._set_state(payload["state"])
+    model.set_state(payload["state"])
     return model
 
 

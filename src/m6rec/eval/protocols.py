@@ -27,28 +27,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from m6rec.data.dataset import Dataset
-from m6rec.data.histories import Histories
+from m6rec.train.evalset import EvalSet
 
 PROTOCOLS = ("loo", "time", "cold")
-
-
-@dataclass(eq=False)
-class EvalSet:
-    """Users to evaluate, their input histories and their target items.
-
-    Attributes
-    ----------
-    users : int64 [n] user indices
-    histories : Histories [n]; chronological input (and the items excluded from ranking)
-    targets : csr [n, n_items]; the relevant items of each user
-    """
-
-    users: np.ndarray
-    histories: Histories
-    targets: sp.csr_matrix
-
-    def __len__(self) -> int:
-        return len(self.users)
 
 
 @dataclass(eq=False)

@@ -2,7 +2,7 @@
 
 Rows are item indices (0..n-1). ``add`` appends rows and ``update`` replaces one, neither
 rebuilding the index; ``search`` excludes per-query item sets and pads with -1 / -inf like
-`m6rec.models.base.topk`.
+`m6rec.ranking.topk`.
 """
 
 from __future__ import annotations

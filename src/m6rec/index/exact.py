@@ -7,7 +7,7 @@ import threading
 import numpy as np
 
 from m6rec.index.base import as_matrix
-from m6rec.models.base import topk
+from m6rec.ranking import topk
 
 
 class ExactIndex:

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
+from m6rec.ranking import topk
 
 FORMAT_VERSION = 1
 
@@ -44,10 +45,28 @@ class Recommender:
     n_users_: int
 
     # -- parameters ------------------------------------------------------------------------------
+    #: shared training parameters this model takes, name -> default (`m6rec.train.params`);
+    #: they come through ``**train`` in ``__init__`` and are listed after its own
+    train_params: ClassVar[dict[str, Any]] = {}
+
     @classmethod
     def param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
+        own = [n for n, p in sig.parameters.items()
+               if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        return own + [n for n in cls.train_params if n not in own]
+
+    @classmethod
+    def param_docs(cls) -> dict[str, str]:
+        """Parameter name -> its one-line description: the first line of its entry in the
+        class docstring's numpydoc ``Parameters`` section (``a, b : type`` entries describe
+        each name), or of `m6rec.train.params.TRAIN_DOCS` for the shared training ones."""
+        from m6rec.train.params import TRAIN_DOCS
+
+        found: dict[str, str] = {}
+        for klass in cls.__mro__:
+            found = {**_numpydoc_params(klass.__doc__ or ""), **found}
+        return {n: found.get(n) or TRAIN_DOCS.get(n, "") for n in cls.param_names()}
 
     def get_params(self) -> dict[str, Any]:
         return {p: getattr(self, p) for p in self.param_names()}
@@ -155,11 +174,21 @@ class Recommender:
         return ids, scores
 
     # -- persistence -----------------------------------------------------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The learned arrays (what ``save`` writes beside ``get_params()``): with them
+        `set_state` rebuilds the fitted model in another process or after an update."""
+        return self._state()
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore learned arrays from `get_state` (``n_items_`` / ``n_users_`` set first)."""
+        self._set_state(state)
+
     def _state(self) -> dict[str, np.ndarray]:
-        """Learned arrays to save."""
+        """Learned arrays to save (the subclass hook behind `get_state`)."""
         raise NotImplementedError
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        """The subclass hook behind `set_state`."""
         raise NotImplementedError
 
     def save(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -196,36 +225,32 @@ class Recommender:
             state = {k: z[k] for k in z.files}
         model.n_items_ = int(config["n_items"])
         model.n_users_ = int(config["n_users"])
-        model._set_state(state)
+        model.set_state(state)
         return model
 
 
-def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-k of a dense matrix, sorted best first; -inf entries become -1 padding.
+def _numpydoc_params(doc: str) -> dict[str, str]:
+    """name -> the first sentence of each entry of a numpydoc ``Parameters`` section."""
+    import re
+    import textwrap
 
-    Fully deterministic: equal scores are ordered by item index, also at the k-th place (so a
-    row's result never depends on the other rows of the batch)."""
-    n, m = scores.shape
-    kk = min(k, m)
-    if kk < m:
-        thr = -np.partition(-scores, kk - 1, axis=1)[:, kk - 1 : kk]  # k-th largest per row
-        above = scores > thr
-        need = kk - above.sum(axis=1, keepdims=True)
-        ties = scores == thr
-        take = above | (ties & (np.cumsum(ties, axis=1) <= need))  # lowest-index ties first
-        part = np.nonzero(take)[1].reshape(n, kk)
-    else:
-        part = np.broadcast_to(np.arange(m), (n, m)).copy()
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    ids = np.take_along_axis(part, order, axis=1).astype(np.int64)
-    vals = np.take_along_axis(vals, order, axis=1)
-    ids[~np.isfinite(vals) & (vals < 0)] = -1
-    out_ids = np.full((n, k), -1, dtype=np.int64)
-    out_vals = np.full((n, k), -np.inf, dtype=np.float32)
-    out_ids[:, :kk], out_vals[:, :kk] = ids, vals
-    out_vals[out_ids < 0] = -np.inf
-    return out_ids, out_vals
+    lines = textwrap.dedent("\n".join(doc.splitlines()[1:])).splitlines()
+    if "Parameters" not in lines:
+        return {}
+    entries: list[tuple[list[str], list[str], str]] = []
+    for line in lines[lines.index("Parameters") + 2:]:  # past the title and its underline
+        if line and not line.startswith(" "):
+            if set(line.strip()) <= {"-"} or (" : " not in line and not line.endswith(":")):
+                break  # the next section, or prose after the list
+            names, _, kind = line.partition(":")
+            entries.append(([n.strip() for n in names.split(",")], [], kind.strip()))
+        elif line.strip() and entries:
+            entries[-1][1].append(line.strip())
+    out: dict[str, str] = {}
+    for names, text, kind in entries:
+        first = re.split(r"(?<=\.)\s", " ".join(text), maxsplit=1)[0] if text else kind
+        out.update({n: first for n in names if n})
+    return out
 
 
 def _jsonable(o: Any) -> Any:

@@ -17,8 +17,9 @@ import numpy as np
 from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
 from m6rec.eval import metrics as M
-from m6rec.eval.protocols import EvalSet
-from m6rec.models.base import Recommender, topk
+from m6rec.models.base import Recommender
+from m6rec.ranking import topk
+from m6rec.train.evalset import EvalSet
 
 METHODS = ("weighted", "rrf")
 NORMS = ("minmax", "zscore")
@@ -175,7 +176,7 @@ class Fusion(Recommender):
         state = {_META: np.frombuffer(json.dumps(meta, default=_jsonable).encode(), np.uint8),
                  "weights": np.asarray(self.weights_, np.float64)}
         for j, m in enumerate(self.members_):
-            state.update({f"m{j}.{k}": v for k, v in m._state().items()})
+            state.update({f"m{j}.{k}": v for k, v in m.get_state().items()})
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -187,7 +188,7 @@ class Fusion(Recommender):
             m = build_model(entry["name"], **entry["params"])
             m.n_items_, m.n_users_ = int(entry["n_items"]), int(entry["n_users"])
             prefix = f"m{j}."
-            m._set_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+            m.set_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
             self.members_.append(m)
         self.weights_ = np.asarray(state["weights"], np.float64)
         self.grid_ = None

@@ -7,6 +7,8 @@ RecBole's ``GRU4Rec``, with the cross-entropy over the whole catalogue at every 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -24,28 +26,18 @@ class GRU4Rec(SequentialRecommender):
     gru_hidden : int
         Width of the GRU state (RecBole: 128).
 
-    The remaining parameters are `SequentialRecommender`'s.
+    The shared training parameters are `SequentialRecommender`'s (`m6rec.train.params`).
     """
 
     name = "gru4rec"
     padding_side = "right"
 
-    def __init__(self, layers: int = 1, gru_hidden: int = 128, max_len: int = 50,
-                 hidden: int = 64, dropout: float = 0.3, epochs: int = 200, batch_size: int = 128,
-                 lr: float = 3e-3, weight_decay: float = 0.0, patience: int = 10,
-                 eval_every: int = 1, loss: str = "auto", n_negatives: int = 256,
-                 temperature: float = 1.0, ce_max_items: int = 20000, mask_history: bool = False,
-                 device: str = "auto",
-                 random_state: int = 0, verbose: bool = False):
+    train_params = SequentialRecommender.train_params | {"dropout": 0.3, "lr": 3e-3}
+
+    def __init__(self, layers: int = 1, gru_hidden: int = 128, **train: Any):
         self.layers = layers
         self.gru_hidden = gru_hidden
-        super().__init__(max_len=max_len, hidden=hidden, dropout=dropout, epochs=epochs,
-                         batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         patience=patience, eval_every=eval_every, loss=loss,
-                         n_negatives=n_negatives, temperature=temperature,
-                         ce_max_items=ce_max_items, mask_history=mask_history,
-                         device=device, random_state=random_state,
-                         verbose=verbose)
+        super().__init__(**train)
 
     def _check_params(self) -> None:
         super()._check_params()

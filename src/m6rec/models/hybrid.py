@@ -24,9 +24,9 @@ from torch import nn
 
 from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
-from m6rec.eval.protocols import EvalSet
 from m6rec.models.base import Recommender
 from m6rec.models.sequential import _require
+from m6rec.train.evalset import EvalSet
 
 MODES = ("rank", "rating")
 RANK_LOSSES = ("ce", "sampled", "bpr")

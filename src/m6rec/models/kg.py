@@ -14,6 +14,7 @@ Base Embedding for Recommender Systems", KDD 2016) on the SASRec encoder (Kang &
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,24 +47,14 @@ class KG(SASRec):
 
     def __init__(self, use_kg: bool = True, kg_path: str = "", kg_method: str = "transe",
                  kg_dim: int = 64, kg_epochs: int = 30, n_layers: int = 2, n_heads: int = 1,
-                 inner: int = 64, attn_dropout: float = 0.3, max_len: int = 50,
-                 hidden: int = 64, dropout: float = 0.3, epochs: int = 200, batch_size: int = 64,
-                 lr: float = 2e-3, weight_decay: float = 0.0, patience: int = 10,
-                 eval_every: int = 1, loss: str = "auto", n_negatives: int = 256,
-                 temperature: float = 1.0, ce_max_items: int = 20000, device: str = "auto",
-                 random_state: int = 0, verbose: bool = False):
+                 inner: int = 64, attn_dropout: float = 0.3, **train: Any):
         self.use_kg = use_kg
         self.kg_path = kg_path
         self.kg_method = kg_method
         self.kg_dim = kg_dim
         self.kg_epochs = kg_epochs
         super().__init__(n_layers=n_layers, n_heads=n_heads, inner=inner,
-                         attn_dropout=attn_dropout, max_len=max_len, hidden=hidden,
-                         dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
-                         weight_decay=weight_decay, patience=patience, eval_every=eval_every,
-                         loss=loss, n_negatives=n_negatives, temperature=temperature,
-                         ce_max_items=ce_max_items, device=device, random_state=random_state,
-                         verbose=verbose)
+                         attn_dropout=attn_dropout, **train)
 
     def _check_params(self) -> None:
         from m6rec.kg import METHODS

@@ -34,9 +34,10 @@ from torch import nn
 from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
 from m6rec.eval import metrics as M
-from m6rec.eval.protocols import EvalSet
-from m6rec.models.base import Recommender, topk
+from m6rec.models.base import Recommender
 from m6rec.models.sequential import _require, _right_aligned, _take
+from m6rec.ranking import topk
+from m6rec.train.evalset import EvalSet
 
 _META = "retriever_json"
 
@@ -340,7 +341,7 @@ class Ranker(Recommender):
                  "retriever_weight": np.asarray([self.retriever_weight_], np.float64)}
         state.update({f"module.{k}": v.detach().cpu().numpy()
                       for k, v in self.module_.state_dict().items()})
-        state.update({f"r.{k}": v for k, v in r._state().items()})
+        state.update({f"r.{k}": v for k, v in r.get_state().items()})
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -352,7 +353,7 @@ class Ranker(Recommender):
         meta = json.loads(np.asarray(state[_META], np.uint8).tobytes().decode())
         r = build_model(meta["name"], **meta["params"])
         r.n_items_, r.n_users_ = int(meta["n_items"]), int(meta["n_users"])
-        r._set_state({k[2:]: v for k, v in state.items() if k.startswith("r.")})
+        r.set_state({k[2:]: v for k, v in state.items() if k.startswith("r.")})
         self.retriever_ = r
         self.categories_ = np.asarray(state["categories"], np.float32)
         self.retriever_weight_ = float(np.asarray(state["retriever_weight"]).ravel()[0])

@@ -8,6 +8,7 @@ Vasilev, "Turning Dross Into Gold Loss: is BERT4Rec really better than SASRec?",
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,31 +32,22 @@ class SASRec(SequentialRecommender):
     attn_dropout : float
         Dropout on the attention weights.
 
-    The remaining parameters are `SequentialRecommender`'s.
+    The shared training parameters are `SequentialRecommender`'s (`m6rec.train.params`).
     """
 
     name = "sasrec"
     padding_side = "left"
 
+    train_params = SequentialRecommender.train_params | {"dropout": 0.3, "batch_size": 64,
+                                                         "lr": 2e-3}
+
     def __init__(self, n_layers: int = 2, n_heads: int = 1, inner: int = 64,
-                 attn_dropout: float = 0.3, max_len: int = 50, hidden: int = 64,
-                 dropout: float = 0.3, epochs: int = 200, batch_size: int = 64,
-                 lr: float = 2e-3, weight_decay: float = 0.0, patience: int = 10,
-                 eval_every: int = 1, loss: str = "auto", n_negatives: int = 256,
-                 temperature: float = 1.0, ce_max_items: int = 20000, mask_history: bool = False,
-                 device: str = "auto",
-                 random_state: int = 0, verbose: bool = False):
+                 attn_dropout: float = 0.3, **train: Any):
         self.n_layers = n_layers
         self.n_heads = n_heads
         self.inner = inner
         self.attn_dropout = attn_dropout
-        super().__init__(max_len=max_len, hidden=hidden, dropout=dropout, epochs=epochs,
-                         batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         patience=patience, eval_every=eval_every, loss=loss,
-                         n_negatives=n_negatives, temperature=temperature,
-                         ce_max_items=ce_max_items, mask_history=mask_history,
-                         device=device, random_state=random_state,
-                         verbose=verbose)
+        super().__init__(**train)
 
     def _check_params(self) -> None:
         super()._check_params()

@@ -5,7 +5,8 @@ Training examples come from each user's chronological training sequence: a windo
 (causal; one forward pass per window). The last window ends at the user's last item; earlier
 windows slide back by ``max_len``, so every item after a user's first is a target exactly once.
 The loss is the cross-entropy over the whole catalogue (Klenitskiy & Vasilev, RecSys 2023), or a
-sampled / in-batch softmax when the catalogue is larger than ``ce_max_items``.
+sampled / in-batch softmax when the catalogue is larger than 20,000 items
+(`m6rec.train.losses.CE_MAX_ITEMS`).
 
 A subclass implements `build_module`, returning a ``torch.nn.Module`` with
 
@@ -18,12 +19,11 @@ A subclass implements `build_module`, returning a ``torch.nn.Module`` with
   aligned with ``items`` (0 at pads): ``timestamps`` (float64 unix seconds, NaN unknown),
   ``time_gaps`` (float32 seconds since the previous interaction, 0 for the first / unknown),
   ``ratings`` (float32, 0 when absent), ``events`` (int64 codes, 0 when absent), ``users``
-  (int64 user index of the row, -1 for an unknown user).
-- optionally ``aux_loss(items, mask, extras, hidden, generator) -> Tensor | None``: an extra
-  training term for the same mini-batch (inputs as for ``encode``; ``hidden`` = the step's own
-  ``encode`` output [B, L, d], so a head on it needs no second pass), added to the next-item
-  loss when not None (e.g. a self-supervised contrastive term, a rating head); modules without
-  it train exactly as before.
+  (int64 user index of the row, -1 for an unknown user);
+- optionally ``begin_step(items, generator)``, called before each training step with the
+  step's item indices (e.g. to re-encode their texts with gradients), and a ``table=`` keyword
+  of ``encode`` that reads items from that table instead of ``item_table()`` (text models: see
+  `SequentialRecommender.user_vectors`).
 
 Sequences are right-aligned (pads on the left, the newest item at position L - 1) when
 ``padding_side = "left"``, or left-aligned when ``"right"`` (recurrent models, whose states at
@@ -40,82 +40,30 @@ import numpy as np
 
 from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
-from m6rec.eval.protocols import EvalSet
 from m6rec.models.base import Recommender
+from m6rec.train.evalset import EvalSet
+from m6rec.train.params import SEQUENTIAL, set_train_params
 
 EXTRAS = ("timestamps", "time_gaps", "ratings", "events", "users")
 
 
 class SequentialRecommender(Recommender):
-    """Shared hyper-parameters, training and scoring of next-item models (see the module doc).
+    """Shared training and scoring of next-item models (see the module doc).
 
-    Parameters
-    ----------
-    max_len : int
-        Most recent interactions read per user (RecBole's ``MAX_ITEM_LIST_LENGTH``, 50).
-    hidden : int
-        Width of the item embeddings and of the user state.
-    dropout : float
-        Dropout rate (embeddings and hidden layers).
-    epochs : int
-        Most passes over the training windows.
-    batch_size : int
-        Training windows per step; also the users scored at once.
-    lr, weight_decay : float
-        Adam's learning rate and L2 penalty.
-    patience : int
-        Validations without improvement of NDCG@10 before stopping (best weights are restored).
-    eval_every : int
-        Epochs between validations.
-    loss : {"auto", "ce", "sampled"}
-        Full-softmax cross-entropy, sampled / in-batch softmax, or CE up to ``ce_max_items``.
-    n_negatives : int
-        Uniform negatives per step of the sampled loss (added to the in-batch targets).
-    temperature : float
-        Softmax temperature of the sampled loss.
-    ce_max_items : int
-        Largest catalogue trained with the full softmax under ``loss="auto"``.
-    mask_history : bool
-        With the full softmax, drop the items earlier in the training window (the user's known
-        history at that step) from each position's softmax: recommendations never repeat seen
-        items, so they should not compete with the next item in training either.
-    device : {"auto", "cpu", "cuda"}
-        Where to train and score; ``auto`` picks CUDA when present.
-    random_state : int
-        Seeds initialisation, dropout and shuffling (the caller's global RNG is left untouched).
-    verbose : bool
-        Progress bar and per-epoch log lines.
+    Its parameters are the shared training ones of `m6rec.train.params` (``train_params``:
+    ``max_len, hidden, dropout, epochs, batch_size, lr, patience, loss, device, random_state,
+    verbose``); a subclass adds its own as keyword arguments and passes ``**train`` on.
     """
 
     uses_validation = True
+    train_params: ClassVar[dict[str, Any]] = SEQUENTIAL
     #: ``"left"``: pads before the items (newest item last); ``"right"``: pads after them.
     padding_side: ClassVar[str] = "left"
     #: Names from `EXTRAS` that ``encode`` reads.
     extras: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, max_len: int = 50, hidden: int = 64, dropout: float = 0.2,
-                 epochs: int = 200, batch_size: int = 128, lr: float = 1e-3,
-                 weight_decay: float = 0.0, patience: int = 10, eval_every: int = 1,
-                 loss: str = "auto", n_negatives: int = 256, temperature: float = 1.0,
-                 ce_max_items: int = 20000, mask_history: bool = False, device: str = "auto",
-                 random_state: int = 0, verbose: bool = False):
-        self.max_len = max_len
-        self.hidden = hidden
-        self.dropout = dropout
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.eval_every = eval_every
-        self.loss = loss
-        self.n_negatives = n_negatives
-        self.temperature = temperature
-        self.ce_max_items = ce_max_items
-        self.mask_history = mask_history
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+    def __init__(self, **train: Any):
+        set_train_params(self, train)
 
     # -- subclass hooks --------------------------------------------------------------------------
     def build_module(self) -> Any:
@@ -138,9 +86,7 @@ class SequentialRecommender(Recommender):
         from m6rec.train.losses import LOSSES
 
         _require(self, ints={"max_len": 1, "hidden": 1, "epochs": 1, "batch_size": 1,
-                             "patience": 1, "eval_every": 1, "n_negatives": 1,
-                             "ce_max_items": 1},
-                 positive=("lr", "temperature"), non_negative=("weight_decay",))
+                             "patience": 1}, positive=("lr",))
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.loss not in LOSSES:
@@ -153,16 +99,16 @@ class SequentialRecommender(Recommender):
 
         from m6rec.eval.evaluate import evaluate
         from m6rec.train.loop import resolve_device, seeded, train_epochs
-        from m6rec.train.losses import FullSoftmaxCE, choose_loss, sampled_softmax_ce
+        from m6rec.train.losses import N_NEGATIVES, FullSoftmaxCE, choose_loss, sampled_softmax_ce
 
         self._check_params()
         device = resolve_device(self.device)
         self.n_items_, self.n_users_ = dataset.n_items, dataset.n_users
         self._prepare(dataset)
-        items, targets, mask, extras = self._training_windows(dataset.histories())
+        items, targets, mask, extras = self.training_windows(dataset.histories())
         if not mask.any():
             raise ValueError("no user has two or more training interactions: nothing to learn")
-        kind = choose_loss(self.loss, self.n_items_, self.ce_max_items)
+        kind = choose_loss(self.loss, self.n_items_)
         full_softmax_ce = FullSoftmaxCE()
         x = torch.as_tensor(items, device=device)
         y = torch.as_tensor(targets, device=device)
@@ -171,7 +117,7 @@ class SequentialRecommender(Recommender):
             only = torch.as_tensor(only, dtype=torch.int64, device=device)
             into = torch.full((self.n_items_ + 1,), -1, dtype=torch.int64, device=device)
             into[only] = torch.arange(len(only), device=device)
-            if (into[torch.as_tensor(targets[mask & (targets >= 0)], device=device)] < 0).any():
+            if (into[torch.as_tensor(targets[mask], device=device)] < 0).any():
                 raise ValueError("a training target is outside the items of the softmax")
         m = torch.as_tensor(mask, device=device)
         ex = {k: torch.as_tensor(v, device=device) for k, v in extras.items()}
@@ -183,10 +129,8 @@ class SequentialRecommender(Recommender):
 
         with seeded(self.random_state, device) as gen:
             self.module_ = module = self.build_module().to(device)
-            opt = torch.optim.Adam(module.parameters(), lr=self.lr,
-                                   weight_decay=self.weight_decay)
+            opt = torch.optim.Adam(module.parameters(), lr=self.lr)
             begin_step = getattr(module, "begin_step", None)
-            aux_loss = getattr(module, "aux_loss", None)  # opt-in extra term (e.g. m6's)
 
             def step(idx: torch.Tensor) -> torch.Tensor:
                 idx = idx.to(device)
@@ -194,34 +138,22 @@ class SequentialRecommender(Recommender):
                 if begin_step is not None:  # e.g. re-encode this step's item texts with grads
                     begin_step(torch.cat([xi[sel], y[idx][sel]]), gen)
                 exi = {k: v[idx] for k, v in ex.items()}
-                hidden = module.encode(xi, sel, exi)
-                yi = y[idx]
-                trained = sel & (yi >= 0)  # overlapping windows: inputs-only positions out
-                h = hidden[trained]
-                table, target = module.item_table(), yi[trained]
+                h = module.encode(xi, sel, exi)[sel]
+                table, target = module.item_table(), y[idx][sel]
                 if only is not None:
                     table, target = table[only], into[target]
                 if kind == "ce":
-                    exclude = _history_pairs(xi, sel, trained) if self.mask_history else None
-                    if exclude is not None and only is not None:
-                        rows, cols = exclude[0], into[exclude[1]]
-                        exclude = (rows[cols >= 0], cols[cols >= 0])
-                    soft = self._soft_targets(xi, sel, exi, trained)
+                    soft = self._soft_targets(xi, sel, exi, sel)
                     if soft is not None and only is not None:
                         soft = soft[:, only]
-                    loss = full_softmax_ce(h, target, table, exclude=exclude, soft=soft)
+                    loss = full_softmax_ce(h, target, table, soft=soft)
                 else:
-                    loss = sampled_softmax_ce(h, target, table, self.n_negatives,
-                                              self.temperature, generator=gen)
-                if aux_loss is not None:
-                    aux = aux_loss(xi, sel, exi, hidden, gen)
-                    if aux is not None:
-                        loss = loss + aux
+                    loss = sampled_softmax_ce(h, target, table, N_NEGATIVES, generator=gen)
                 return loss
 
             res = train_epochs(module, opt, step, len(x), epochs=self.epochs,
                                batch_size=self.batch_size, generator=gen, validate=validate,
-                               eval_every=self.eval_every, patience=self.patience,
+                               patience=self.patience,
                                verbose=self.verbose, desc=self.name or type(self).__name__)
         self.history_ = res.history
         self.best_epoch_ = res.best_epoch
@@ -233,36 +165,25 @@ class SequentialRecommender(Recommender):
         training mini-batch (inputs as for ``encode``), or None (the default)."""
         return None
 
-    def _window_stride(self) -> int:
-        """Items between the ends of a row's consecutive training windows (``max_len``: no
-        overlap; a subclass may overlap them, see `_training_windows`)."""
-        return int(self.max_len)
-
-    def _training_windows(self, h: Histories, newest_only: bool = False,
-                          stride: int | None = None
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Inputs, next-item targets, mask [W, max_len] and extras of every training window
-        (``newest_only``: of each row's newest window only). Windows end every ``stride``
-        items (default `_window_stride`); when they overlap (``stride < max_len``) each target
-        is trained once, in the window where it has the longest context (the window's last
-        ``stride`` positions): its other positions are inputs only, with target -1."""
+    def training_windows(self, h: Histories, newest_only: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Inputs, next-item targets, mask [W, max_len] and extras of every training window of
+        ``h`` (``newest_only``: of each row's newest window only): the last window of a row
+        ends at its newest item, earlier ones slide back by ``max_len``."""
         L = int(self.max_len)
-        S = int(stride or self._window_stride())
         lengths = h.lengths
-        n_win = np.where(lengths >= 2, -(-(lengths - 1) // S), 0)
+        n_win = np.where(lengths >= 2, -(-(lengths - 1) // L), 0)
         if newest_only:
             n_win = np.minimum(n_win, 1)
         row = np.repeat(np.arange(len(h)), n_win)
         k = np.arange(int(n_win.sum())) - np.repeat(np.cumsum(n_win) - n_win, n_win)
-        end = lengths[row] - k * S  # exclusive local end of each window
+        end = lengths[row] - k * L  # exclusive local end of each window
         start = np.maximum(end - L - 1, 0)
         base = h.indptr[row]
         flat, valid = _right_aligned(base + start, base + end, L + 1)
         items = np.where(valid, h.items[flat], self.n_items_)
         mask = valid[:, :-1]
         inputs, targets = items[:, :-1], np.where(mask, items[:, 1:], 0)
-        if S < L and not newest_only:  # a target's longest context is in the oldest window
-            targets[:, : L - S] = np.where(mask[:, : L - S], -1, 0)
         extras = {name: np.where(mask, v[flat[:, :-1]], 0).astype(v.dtype)
                   for name, v in self._flat_extras(h).items()}
         if self._older_len():
@@ -285,15 +206,19 @@ class SequentialRecommender(Recommender):
 
     # -- scoring ---------------------------------------------------------------------------------
     def _encode_last(self, module, inputs: np.ndarray, mask: np.ndarray,
-                     extras: dict[str, np.ndarray]):
+                     extras: dict[str, np.ndarray], item_table=None):
         """The encoder state at each row's newest item: the user vector (a torch tensor; the
-        caller sets eval / inference mode)."""
+        caller sets eval / inference mode). ``item_table``: see `user_vectors`."""
         import torch
 
         device = next(module.parameters()).device
         m = torch.as_tensor(mask, device=device)
-        h = module.encode(torch.as_tensor(inputs, device=device), m,
-                          {k: torch.as_tensor(v, device=device) for k, v in extras.items()})
+        ex = {k: torch.as_tensor(v, device=device) for k, v in extras.items()}
+        x = torch.as_tensor(inputs, device=device)
+        if item_table is None:
+            h = module.encode(x, m, ex)
+        else:
+            h = module.encode(x, m, ex, table=torch.as_tensor(item_table, device=device))
         if self.padding_side == "left":
             return h[:, -1]
         last = (m.sum(1) - 1).clamp(min=0)
@@ -313,23 +238,33 @@ class SequentialRecommender(Recommender):
         finally:
             module.train(was_training)
 
-    def user_vectors(self, histories: Histories) -> np.ndarray:
-        """The user vectors that scores are dot products with, float32 [n, hidden]
-        (``scores = user_vectors(h) @ item table.T``)."""
+    def user_vectors(self, histories: Histories, item_table=None) -> np.ndarray:
+        """The user vectors that scores are dot products with, float32 [n, d]
+        (``scores = user_vectors(h) @ item table.T``).
+
+        ``item_table`` (float [m, d], m >= n_items; text models only): score against an
+        extended catalogue, e.g. the service's with items posted since training (rows past
+        ``n_items`` are new items, which ``histories`` may hold); inputs are read from it and
+        padded at index ``m``."""
         self._check_fitted()
-        inputs, mask, extras = self._inputs(histories)
+        inputs, mask, extras = self.model_inputs(histories)
+        if item_table is not None:
+            inputs = np.where(mask, inputs, len(item_table))
         with self._inference() as module:
-            return self._encode_last(module, inputs, mask, extras).float().cpu().numpy()
+            return self._encode_last(module, inputs, mask, extras,
+                                     item_table).float().cpu().numpy()
 
     def _score_rows(self, histories: Histories) -> np.ndarray:
-        inputs, mask, extras = self._inputs(histories)
+        inputs, mask, extras = self.model_inputs(histories)
         with self._inference() as module:
             user = self._encode_last(module, inputs, mask, extras)
             scores = user @ module.item_table().T
         return scores.float().cpu().numpy()
 
-    def _inputs(self, h: Histories) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """The newest ``max_len`` items of each row, padded to ``max_len``, and their extras."""
+    def model_inputs(self, h: Histories
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """What the network reads for each row of ``h``: its newest ``max_len`` items (int64
+        [n, max_len], pads = ``n_items``), the mask of real items and the extras."""
         L = int(self.max_len)
         flat, mask = _right_aligned(h.indptr[1:] - np.minimum(h.lengths, L), h.indptr[1:], L)
         items = np.where(mask, _take(h.items, flat), self.n_items_)
@@ -398,21 +333,6 @@ class SequentialRecommender(Recommender):
                    for k, v in state.items() if k.startswith("module.")}
         module.load_state_dict(weights)
         self.module_ = module.to(device).eval()
-
-
-def _history_pairs(items, mask, rows=None):
-    """(rows, items) of every item at or before each position in ``rows`` (default ``mask``)
-    of its window: ``rows`` number those positions in row-major order, as ``hidden[rows]``
-    does."""
-    import torch
-
-    rows = mask if rows is None else rows
-    L = items.shape[1]
-    tri = torch.ones(L, L, dtype=torch.bool, device=items.device).tril()  # [p, q]: q <= p
-    pairs = tri[None] & rows[:, :, None] & mask[:, None, :]  # [B, p, q]
-    row_id = (torch.cumsum(rows.reshape(-1).long(), 0) - 1).view(rows.shape)
-    b, p, q = pairs.nonzero(as_tuple=True)
-    return row_id[b, p], items[b, q]
 
 
 def _right_aligned(starts: np.ndarray, ends: np.ndarray, width: int

@@ -7,7 +7,7 @@ uniformly from all users' training windows, so the model does not forget older d
 (experience replay, as in continual learning for recommenders: e.g. Mi et al., "ADER:
 Adaptively Distilled Exemplar Replay Towards Continual Learning for Session-based
 Recommendation", RecSys 2020). Same loss as ``fit`` (full-softmax cross-entropy, or sampled
-beyond ``ce_max_items``).
+beyond 20,000 items).
 
 For ``m6``, items that have interactions now are marked seen, so their ID part starts to count
 (and is trained) — an item posted with text is scored from its text until then.
@@ -54,7 +54,7 @@ def finetune(model: Recommender, dataset: Dataset, users: np.ndarray, *, steps: 
 
     from m6rec.models.sequential import SequentialRecommender
     from m6rec.train.loop import seeded
-    from m6rec.train.losses import FullSoftmaxCE, choose_loss, sampled_softmax_ce
+    from m6rec.train.losses import N_NEGATIVES, FullSoftmaxCE, choose_loss, sampled_softmax_ce
 
     if not isinstance(model, SequentialRecommender):
         raise ValueError(f"finetune applies to sequential models (sasrec, gru4rec, m6), not "
@@ -76,14 +76,14 @@ def finetune(model: Recommender, dataset: Dataset, users: np.ndarray, *, steps: 
         module.item_seen = torch.as_tensor(seen, device=device)
 
     users = np.unique(np.asarray(users, dtype=np.int64))
-    recent = new._training_windows(dataset.histories(users), newest_only=True)
-    old = new._training_windows(dataset.histories(), stride=new.max_len)  # no overlap
+    recent = new.training_windows(dataset.histories(users), newest_only=True)
+    old = new.training_windows(dataset.histories())
     if not recent[2].any():
         return new
     bs = int(batch_size or model.batch_size)
     n_replay = int(round(bs * replay)) if old[2].any() else 0
     n_recent = bs - n_replay
-    kind = choose_loss(model.loss, new.n_items_, model.ce_max_items)
+    kind = choose_loss(model.loss, new.n_items_)
     ce = FullSoftmaxCE()
     rng = np.random.default_rng(random_state)
 
@@ -92,8 +92,7 @@ def finetune(model: Recommender, dataset: Dataset, users: np.ndarray, *, steps: 
         return (items[idx], targets[idx], mask[idx], {k: v[idx] for k, v in extras.items()})
 
     params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=float(model.lr) * lr_scale,
-                           weight_decay=float(model.weight_decay))
+    opt = torch.optim.Adam(params, lr=float(model.lr) * lr_scale)
     with seeded(random_state, device) as gen:
         module.train()
         for _ in range(int(steps)):
@@ -111,8 +110,8 @@ def finetune(model: Recommender, dataset: Dataset, users: np.ndarray, *, steps: 
             if kind == "ce":
                 loss = ce(h, y[m], module.item_table())
             else:
-                loss = sampled_softmax_ce(h, y[m], module.item_table(), model.n_negatives,
-                                          model.temperature, generator=gen)
+                loss = sampled_softmax_ce(h, y[m], module.item_table(), N_NEGATIVES,
+                                          generator=gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

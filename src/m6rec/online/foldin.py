@@ -38,7 +38,7 @@ def clone(model: Recommender) -> Recommender:
     model._check_fitted()
     new = type(model)(**model.get_params())
     new.n_items_, new.n_users_ = model.n_items_, model.n_users_
-    new._set_state({k: np.array(v, copy=True) for k, v in model._state().items()})
+    new.set_state({k: np.array(v, copy=True) for k, v in model.get_state().items()})
     return new
 
 

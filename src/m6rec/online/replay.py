@@ -33,9 +33,9 @@ import scipy.sparse as sp
 
 from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
-from m6rec.eval.protocols import EvalSet
 from m6rec.models.base import Recommender
 from m6rec.online.policy import DEFAULT_EVERY, Policy, parse_policy
+from m6rec.train.evalset import EvalSet
 
 
 @dataclass(eq=False)

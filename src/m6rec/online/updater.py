@@ -246,8 +246,8 @@ def grow_catalogue(model: Recommender, dataset: Dataset) -> Recommender:
     if n_new < n_old:
         raise ValueError("the new catalogue is smaller than the model's")
     new = clone(model)
-    items, _ = new._encode_catalogue(dataset)
-    state = new._state()
+    items, _ = new.encode_catalogue(dataset)
+    state = new.get_state()
     state["item_text"] = items
     state["item_seen"] = np.concatenate([np.asarray(model.item_seen_, bool),
                                          np.zeros(n_new - n_old, bool)])
@@ -257,5 +257,5 @@ def grow_catalogue(model: Recommender, dataset: Dataset) -> Recommender:
         state[key] = np.concatenate([w, np.zeros((n_new - n_old, w.shape[1]), w.dtype)])
     out = type(model)(**model.get_params())
     out.n_items_, out.n_users_ = n_new, model.n_users_
-    out._set_state(state)
+    out.set_state(state)
     return out

@@ -27,7 +27,7 @@ import pandas as pd
 from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
 from m6rec.index import build_index
-from m6rec.models.base import topk
+from m6rec.ranking import topk
 from m6rec.storage import Event, Item, Store
 from m6rec.storage.base import check_event
 
@@ -157,10 +157,6 @@ class Engine:
         self.sim_index = build_index(table / np.maximum(norms, 1e-12), kind=index,
                                      threshold=faiss_threshold)
         self._table = torch.as_tensor(table)
-        self._tls = threading.local()
-        # the module reads its item table (base + posted items) from here from now on; one
-        # request sees one table even while an item is being added (its pad index depends on it)
-        module.item_table = self._current_table
 
     def derive(self, model: Any, version: int) -> Engine:
         """A new engine serving ``model``, an updated version of this engine's model (same
@@ -199,10 +195,6 @@ class Engine:
             self._successor = new
         return new
 
-    def _current_table(self):
-        t = getattr(self._tls, "table", None)
-        return self._table if t is None else t
-
     def _cached_user_vectors(self, rows: list[tuple[str, int, np.ndarray, np.ndarray,
                                                     np.ndarray]]) -> np.ndarray:
         """User vectors for (user_id, index, items, timestamps, event codes) rows, encoding
@@ -237,22 +229,10 @@ class Engine:
         return np.stack(vecs)
 
     def _user_vectors(self, h: Histories) -> np.ndarray:
-        model, module = self.model, self.model.module_
-        inputs, mask, extras = model._inputs(h)
-        table = self._tls.table = self._table
-        inputs = np.where(mask, inputs, len(table))  # pad index after every item, posted ones too
-        try:
-            return self._encode_users(model, module, inputs, mask, extras)
-        finally:
-            self._tls.table = None
-
-    @staticmethod
-    def _encode_users(model: Any, module: Any, inputs: np.ndarray, mask: np.ndarray,
-                      extras: dict[str, np.ndarray]) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            return model._encode_last(module, inputs, mask, extras).float().numpy()
+        # text models read the current catalogue (base + posted items); one request sees one
+        # table even while an item is being added
+        table = self._table.numpy() if self.text_mode else None
+        return self.model.user_vectors(h, item_table=table)
 
     @property
     def encoder(self):
@@ -397,7 +377,7 @@ class Engine:
         if pos is not None and pos < self.n_base:  # a changed catalogue item keeps its ID part
             with torch.inference_mode():
                 module.item_text[pos] = torch.as_tensor(t[0])
-                return type(module).item_table(module)[pos].float().numpy(), t[0]
+                return module.item_table()[pos].float().numpy(), t[0]
         return _adapt(module, t)[0], t[0]
 
     def _lm_put(self, pos: int, lm: np.ndarray) -> None:

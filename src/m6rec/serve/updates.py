@@ -257,7 +257,7 @@ class UpdateProcess:
         with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             state = {k: z[k] for k in z.files}
         model.n_items_, model.n_users_ = int(cfg["n_items"]), int(cfg["n_users"])
-        model._set_state(state)
+        model.set_state(state)
         return model, int(header["version"])
 
     def _expect(self, want: bytes | None):
@@ -314,7 +314,7 @@ def _serve_updates(conn: Any, model_dir: str, data_spec: str, tie_break: str,
             frame = pd.DataFrame(json.loads(msg))
             model, version = updater.update(frame)
             buf = io.BytesIO()
-            np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in model._state().items()})
+            np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in model.get_state().items()})
             header = {"version": version, "config": {
                 "model": model.name, "params": model.get_params(),
                 "n_items": int(model.n_items_), "n_users": int(model.n_users_)}}

@@ -127,7 +127,13 @@ def sampled_softmax_ce(hidden: torch.Tensor, targets: torch.Tensor, item_table: 
     return F.cross_entropy(logits, label)
 
 
-def choose_loss(loss: str, n_items: int, ce_max_items: int) -> str:
+#: the largest catalogue ``loss="auto"`` trains with the full softmax
+CE_MAX_ITEMS = 20000
+#: uniform negatives per step of the sampled softmax
+N_NEGATIVES = 256
+
+
+def choose_loss(loss: str, n_items: int, ce_max_items: int = CE_MAX_ITEMS) -> str:
     """Resolve ``"auto"``: the full softmax up to ``ce_max_items`` items, sampled beyond."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")

@@ -1,0 +1,46 @@
+"""The training parameters the torch models share, defined once.
+
+A model lists the shared parameters it takes, with its own defaults, in the class attribute
+``train_params`` (name -> default) and receives them through ``**train`` in ``__init__``
+(`set_train_params` stores them); its own hyper-parameters stay keyword arguments of
+``__init__``. ``Recommender.param_names`` joins both, so ``get_params``, ``save`` / ``load``,
+``build_model`` and the CLI's ``--param`` see one flat list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: name -> one-line description of every shared training parameter
+TRAIN_DOCS: dict[str, str] = {
+    "max_len": "most recent interactions read per user (RecBole's MAX_ITEM_LIST_LENGTH)",
+    "hidden": "width of the item vectors and of the user state",
+    "dropout": "dropout rate of embeddings and hidden layers",
+    "epochs": "most passes over the training data",
+    "batch_size": "training examples per step; also the users scored at once",
+    "lr": "Adam's learning rate",
+    "patience": "validations without a better NDCG@10 before stopping (best weights kept)",
+    "loss": "auto | ce | sampled: full-softmax CE, sampled softmax, or CE up to 20,000 items",
+    "device": "auto | cpu | cuda (auto: CUDA when present)",
+    "random_state": "seeds initialisation, dropout and shuffling (global RNGs untouched)",
+    "verbose": "progress bar and per-epoch log lines",
+}
+
+#: the sequence models' shared parameters and their usual defaults
+SEQUENTIAL: dict[str, Any] = {
+    "max_len": 50, "hidden": 64, "dropout": 0.2, "epochs": 200, "batch_size": 128,
+    "lr": 1e-3, "patience": 10, "loss": "auto", "device": "auto", "random_state": 0,
+    "verbose": False,
+}
+
+
+def set_train_params(model: Any, given: dict[str, Any]) -> None:
+    """Store the shared training parameters of ``model`` (its class's ``train_params``), each
+    from ``given`` or the class default; a name the class does not take is a TypeError."""
+    declared = type(model).train_params
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise TypeError(f"{type(model).__name__} got unexpected parameter(s) "
+                        f"{', '.join(unknown)}")
+    for name, default in declared.items():
+        setattr(model, name, given.get(name, default))
