@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--data", default="ml-100k")
     ap.add_argument("--protocol", default="loo")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "compress",
+                    help="folder of <data>.json and .md")
     ap.add_argument("models", nargs="+", help="LABEL=DIR, the reference first")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -72,7 +74,7 @@ def main() -> None:
         r["b1_speedup"] = ref["b1_s"] / r["b1_s"]
         r["b256_speedup"] = ref["b256_s"] / r["b256_s"]
         r["ndcg_rel"] = r["ndcg@10"] / ref["ndcg@10"] - 1
-    out = Path(__file__).parent / "results" / "compress"
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{ds.name}.json").write_text(json.dumps(rows, indent=2))
     lines = [f"| {ds.name} ({args.protocol}) | params (non-zero) | bytes on disk | x smaller | "
