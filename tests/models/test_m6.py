@@ -440,3 +440,22 @@ def test_m6rec_models_lists_m6_with_at_most_25_described_parameters():
     assert names == build_model("m6").param_names() and len(names) <= 25
     assert all(len(row.split(maxsplit=1)) == 2 for row in rows)  # each has a description
     assert "(25 parameters)" in head or len(names) < 25
+
+
+def test_user_vectors_against_an_extended_catalogue():
+    """What the service does for posted items: the default model (GRU tower, long-term term)
+    reads histories against a longer item table; a new row that copies item 3's vector stands
+    for item 3 exactly, in the window and among the older items."""
+    ds = _cycle()
+    m = build_model("m6", **{**FAST, "epochs": 2, "max_len": 4, "long_term": 6}).fit(ds)
+    table = m.item_vectors()
+    extended = np.concatenate([table, table[3:4]])  # item 12 = a copy of item 3
+    h = Histories.from_lists([[0, 1, 2, 3, 4, 5], [3, 6, 7, 8, 9, 10, 11]])
+    np.testing.assert_allclose(m.user_vectors(h, item_table=table), m.user_vectors(h),
+                               rtol=1e-6, atol=1e-6)
+    posted = Histories.from_lists([[0, 1, 2, 12, 4, 5], [12, 6, 7, 8, 9, 10, 11]])
+    np.testing.assert_allclose(m.user_vectors(posted, item_table=extended),
+                               m.user_vectors(h), rtol=1e-5, atol=1e-6)
+    s = m.score_with(posted, extended)
+    assert s.shape == (2, 13)
+    np.testing.assert_allclose(s[:, 12], s[:, 3], rtol=1e-6, atol=1e-6)
