@@ -459,3 +459,20 @@ def test_user_vectors_against_an_extended_catalogue():
     s = m.score_with(posted, extended)
     assert s.shape == (2, 13)
     np.testing.assert_allclose(s[:, 12], s[:, 3], rtol=1e-6, atol=1e-6)
+
+
+def test_a_model_saved_with_retired_options_loads_only_at_their_current_values(tmp_path):
+    import json
+
+    m = build_model("m6", **{**FAST, "epochs": 1}).fit(_cycle())
+    m.save(tmp_path / "m")
+    cfg_path = tmp_path / "m" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["params"].update({"n_heads": 2, "cl_weight": 0.0, "weight_decay": 0.0})  # as it was
+    cfg_path.write_text(json.dumps(cfg))
+    h = Histories.from_lists([[0, 1, 2]])
+    np.testing.assert_array_equal(Recommender.load(tmp_path / "m").score(h), m.score(h))
+    cfg["params"]["cl_weight"] = 0.5
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="cl_weight=0.5, an option m6 no longer has"):
+        Recommender.load(tmp_path / "m")

@@ -48,6 +48,9 @@ class Recommender:
     #: shared training parameters this model takes, name -> default (`m6rec.train.params`);
     #: they come through ``**train`` in ``__init__`` and are listed after its own
     train_params: ClassVar[dict[str, Any]] = {}
+    #: parameters a model no longer has, name -> the value it behaved as: a saved model that
+    #: stored that value loads (the key is dropped), any other value is refused
+    retired_params: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -220,13 +223,24 @@ class Recommender:
         klass = get_model_class(config["model"])
         if cls is not Recommender and not issubclass(klass, cls):
             raise TypeError(f"{d} holds a {config['model']!r} model, not {cls.name!r}")
-        model = klass(**config["params"])
+        model = klass(**_current_params(klass, config["params"], d))
         with np.load(d / "state.npz", allow_pickle=False) as z:
             state = {k: z[k] for k in z.files}
         model.n_items_ = int(config["n_items"])
         model.n_users_ = int(config["n_users"])
         model.set_state(state)
         return model
+
+
+def _current_params(klass: type, params: dict[str, Any], where: Path) -> dict[str, Any]:
+    """Saved ``params`` without the retired ones at the values the model now behaves as."""
+    retired = klass.retired_params
+    for key in sorted(set(params) & set(retired)):
+        if params[key] != retired[key]:
+            raise ValueError(f"{where}: saved with {key}={params[key]!r}, an option "
+                             f"{klass.name} no longer has (it now behaves as "
+                             f"{key}={retired[key]!r}); retrain the model")
+    return {k: v for k, v in params.items() if k not in retired}
 
 
 def _numpydoc_params(doc: str) -> dict[str, str]:

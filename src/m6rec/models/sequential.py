@@ -57,6 +57,9 @@ class SequentialRecommender(Recommender):
 
     uses_validation = True
     train_params: ClassVar[dict[str, Any]] = SEQUENTIAL
+    retired_params: ClassVar[dict[str, Any]] = {
+        "weight_decay": 0.0, "eval_every": 1, "n_negatives": 256, "temperature": 1.0,
+        "ce_max_items": 20000, "mask_history": False}
     #: ``"left"``: pads before the items (newest item last); ``"right"``: pads after them.
     padding_side: ClassVar[str] = "left"
     #: Names from `EXTRAS` that ``encode`` reads.

@@ -81,6 +81,14 @@ class M6(SequentialRecommender):
     text_budget = TEXT_BUDGET  # characters of an item's text (not a parameter)
     train_params = SequentialRecommender.train_params | {
         "dropout": 0.3, "batch_size": 128, "lr": 3e-3}
+    #: options measured as no gain (docs/notes/m6_tune.md), at the values m6 now behaves as
+    retired_params = SequentialRecommender.retired_params | {
+        "cl_weight": 0.0, "cl_temperature": 0.2, "stride": 0, "teacher_decay": 1.0,
+        "rating_weight": 0.0, "impute_ids": False, "teacher_reg": ease.REG,
+        "teacher_temperature": ease.TEMPERATURE, "text_match_scale": 20.0,
+        "id_dropout": ID_DROPOUT, "n_heads": N_HEADS, "attn_dropout": 0.3, "use_profile": True,
+        "use_time": True, "use_events": True, "text_budget": TEXT_BUDGET,
+        "lm_refresh": LM_REFRESH}
 
     def __init__(self, encoder: str = "default", text_only: bool = False, tower: str = "gru",
                  n_layers: int = 1, inner: int = 128, long_term: int = 200,
