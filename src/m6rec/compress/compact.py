@@ -20,6 +20,7 @@ from m6rec.compress.inputs import M6Inputs, feed_names
 from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
 from m6rec.models.base import Recommender
+from m6rec.train.params import set_train_params, shared
 
 TABLES = ("table", "profile_vecs")
 #: the GRU tower's weight matrices: int8 storage (one scale per row), float32 compute (the
@@ -59,26 +60,22 @@ class CompactM6(M6Inputs, Recommender):
     name = "m6-compact"
     uses_validation = True
 
+    train_params = shared(dropout=0.1, epochs=5, batch_size=64, lr=1e-3, patience=3,
+                          random_state=0, verbose=False)
+
     def __init__(self, teacher: str = "m6", table_dtype: str = "fp32",
                  encoder_dtype: str = "fp32", sparsity: float = 0.0, student: str = "",
-                 tune_tables: bool = True, epochs: int = 5, lr: float = 1e-3, batch_size: int = 64, patience: int = 3,
-                 temperature: float = 2.0, alpha: float = 0.5, dropout: float = 0.1,
-                 random_state: int = 0, verbose: bool = False):
+                 tune_tables: bool = True, temperature: float = 2.0, alpha: float = 0.5,
+                 **train: Any):
         self.teacher = teacher
         self.table_dtype = table_dtype
         self.encoder_dtype = encoder_dtype
         self.sparsity = sparsity
         self.student = student
         self.tune_tables = tune_tables
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.patience = patience
         self.temperature = temperature
         self.alpha = alpha
-        self.dropout = dropout
-        self.random_state = random_state
-        self.verbose = verbose
+        set_train_params(self, train)
 
     # -- fitting ---------------------------------------------------------------------------------
     def _check_params(self) -> None:

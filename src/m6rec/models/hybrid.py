@@ -27,6 +27,7 @@ from m6rec.data.histories import Histories
 from m6rec.models.base import Recommender
 from m6rec.models.sequential import _require
 from m6rec.train.evalset import EvalSet
+from m6rec.train.params import set_train_params, shared
 
 MODES = ("rank", "rating")
 RANK_LOSSES = ("ce", "sampled", "bpr")
@@ -74,14 +75,15 @@ class Hybrid(Recommender):
     name = "hybrid"
     uses_validation = True
 
+    train_params = shared(dropout=0.1, epochs=60, batch_size=1024, lr=1e-3, patience=5,
+                          device="auto", random_state=0, verbose=False)
+
     def __init__(self, mode: str = "rank", factors: int = 64, feature_dim: int = 32,
                  mlp_hidden: int = 128, user_embedding: bool = False, user_features: bool = True,
                  item_features: bool = True, vectors_file: str = "", max_levels: int = 64,
                  svd_init: bool = True, loss: str = "ce", n_negatives: int = 256,
-                 user_dropout: float = 0.2, dropout: float = 0.1, epochs: int = 60,
-                 batch_size: int = 1024, lr: float = 1e-3, weight_decay: float = 0.0,
-                 patience: int = 5, eval_every: int = 1, device: str = "auto",
-                 random_state: int = 0, verbose: bool = False):
+                 user_dropout: float = 0.2, weight_decay: float = 0.0, eval_every: int = 1,
+                 **train: Any):
         self.mode = mode
         self.factors = factors
         self.feature_dim = feature_dim
@@ -95,16 +97,9 @@ class Hybrid(Recommender):
         self.loss = loss
         self.n_negatives = n_negatives
         self.user_dropout = user_dropout
-        self.dropout = dropout
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
         self.weight_decay = weight_decay
-        self.patience = patience
         self.eval_every = eval_every
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        set_train_params(self, train)
 
     # -- hooks shared with MultiTask -------------------------------------------------------------
     def _check_params(self) -> None:

@@ -50,10 +50,7 @@ class MultiTask(Hybrid):
                  user_features: bool = True, item_features: bool = True,
                  vectors_file: str = "", max_levels: int = 64, svd_init: bool = True,
                  loss: str = "ce", n_negatives: int = 256, user_dropout: float = 0.2,
-                 dropout: float = 0.1, epochs: int = 60, batch_size: int = 1024,
-                 lr: float = 1e-3, weight_decay: float = 0.0, patience: int = 5,
-                 eval_every: int = 1, device: str = "auto", random_state: int = 0,
-                 verbose: bool = False):
+                 weight_decay: float = 0.0, eval_every: int = 1, **train: Any):
         self.weights = weights
         self.rating_hidden = rating_hidden
         super().__init__(mode=self.mode, factors=factors, feature_dim=feature_dim,
@@ -61,9 +58,7 @@ class MultiTask(Hybrid):
                          user_features=user_features, item_features=item_features,
                          vectors_file=vectors_file, max_levels=max_levels, svd_init=svd_init,
                          loss=loss, n_negatives=n_negatives, user_dropout=user_dropout,
-                         dropout=dropout, epochs=epochs, batch_size=batch_size, lr=lr,
-                         weight_decay=weight_decay, patience=patience, eval_every=eval_every,
-                         device=device, random_state=random_state, verbose=verbose)
+                         weight_decay=weight_decay, eval_every=eval_every, **train)
         del self.mode  # a class constant here (both tasks are trained), not a parameter
 
     def task_weights(self) -> tuple[float, float]:

@@ -6,6 +6,8 @@ Collaborative Filtering", WWW 2018 (https://arxiv.org/abs/1802.05814); RecBole's
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,7 @@ from m6rec.data.histories import Histories
 from m6rec.models.base import Recommender
 from m6rec.models.sequential import _require
 from m6rec.train.evalset import EvalSet
+from m6rec.train.params import set_train_params, shared
 
 
 class MultVAE(Recommender):
@@ -60,25 +63,19 @@ class MultVAE(Recommender):
     name = "multvae"
     uses_validation = True
 
-    def __init__(self, hidden: int = 600, latent: int = 200, dropout: float = 0.5,
-                 anneal_cap: float = 0.2, total_anneal_steps: int = 20000, epochs: int = 300,
-                 batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
-                 patience: int = 20, eval_every: int = 1, device: str = "auto",
-                 random_state: int = 0, verbose: bool = False):
+    train_params = shared(dropout=0.5, epochs=300, batch_size=128, lr=1e-3, patience=20,
+                          device="auto", random_state=0, verbose=False)
+
+    def __init__(self, hidden: int = 600, latent: int = 200, anneal_cap: float = 0.2,
+                 total_anneal_steps: int = 20000, weight_decay: float = 0.0, eval_every: int = 1,
+                 **train: Any):
         self.hidden = hidden
         self.latent = latent
-        self.dropout = dropout
         self.anneal_cap = anneal_cap
         self.total_anneal_steps = total_anneal_steps
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
         self.weight_decay = weight_decay
-        self.patience = patience
         self.eval_every = eval_every
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        set_train_params(self, train)
 
     def _check_params(self) -> None:
         from m6rec.train.loop import resolve_device

@@ -38,6 +38,7 @@ from m6rec.models.base import Recommender
 from m6rec.models.sequential import _require, _right_aligned, _take
 from m6rec.ranking import topk
 from m6rec.train.evalset import EvalSet
+from m6rec.train.params import set_train_params, shared
 
 _META = "retriever_json"
 
@@ -74,13 +75,14 @@ class Ranker(Recommender):
     name = "ranker"
     uses_validation = True
 
+    train_params = shared(dropout=0.1, epochs=30, batch_size=256, lr=1e-3, patience=3,
+                          device="auto", random_state=0, verbose=False)
+
     def __init__(self, retriever: str = "ease", n_candidates: int = 100, hidden: int = 32,
                  att_hidden: int = 16, mlp_hidden: int = 64, max_len: int = 50,
                  use_categories: bool = True, n_hard: int = 10, n_random: int = 10,
-                 per_user: int = 20, epochs: int = 30, batch_size: int = 256, lr: float = 1e-3,
-                 weight_decay: float = 0.0, dropout: float = 0.1, patience: int = 3,
-                 retriever_weight: Any = "auto", device: str = "auto", random_state: int = 0,
-                 verbose: bool = False):
+                 per_user: int = 20, weight_decay: float = 0.0, retriever_weight: Any = "auto",
+                 **train: Any):
         self.retriever = retriever
         self.n_candidates = n_candidates
         self.hidden = hidden
@@ -91,16 +93,9 @@ class Ranker(Recommender):
         self.n_hard = n_hard
         self.n_random = n_random
         self.per_user = per_user
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
         self.weight_decay = weight_decay
-        self.dropout = dropout
-        self.patience = patience
         self.retriever_weight = retriever_weight
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
+        set_train_params(self, train)
 
     # -- parameters ------------------------------------------------------------------------------
     def _check_params(self) -> float | None:

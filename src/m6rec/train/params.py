@@ -44,3 +44,12 @@ def set_train_params(model: Any, given: dict[str, Any]) -> None:
                         f"{', '.join(unknown)}")
     for name, default in declared.items():
         setattr(model, name, given.get(name, default))
+
+
+def shared(**defaults: Any) -> dict[str, Any]:
+    """A model's ``train_params``: shared parameters (names from `TRAIN_DOCS`) with its own
+    defaults."""
+    unknown = sorted(set(defaults) - set(TRAIN_DOCS))
+    if unknown:
+        raise TypeError(f"not shared training parameters: {', '.join(unknown)}")
+    return dict(defaults)
