@@ -1,8 +1,8 @@
 """Tune ``m6`` on ml-100k ``loo``: fit each parameter set for each seed, one at a time, exactly as
 ``m6rec benchmark --data ml-100k --models m6 --protocol loo`` does (``make_split(ds, "loo")``,
 ``fit(model, split)`` with the validation set for early stopping, ``evaluate_split``), and append
-one JSON line per finished fit to ``benchmarks/results/m6_tune/results.jsonl`` (nothing is lost
-when a long sweep is stopped).
+one JSON line per finished fit to ``runs/benchmarks/m6_tune/results.jsonl`` (an ignored folder;
+nothing is lost when a long sweep is stopped).
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 19 \
         .venv/bin/python benchmarks/m6_tune.py --seeds 0 '{}' '{"id_dropout": 0.0}'
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "m6_tune" / "results.jsonl"
+RESULTS = Path(__file__).resolve().parents[1] / "runs" / "benchmarks" / "m6_tune" / "results.jsonl"
 KEYS = ("ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20")
 
 

@@ -14,8 +14,9 @@ Policies that do not apply to a model are skipped and listed: ``foldin`` needs a
         --model ease --model itemknn --model als --policy foldin:1000 --sample 10000
 
 Datasets: built-in names, paths, or names under ``--shared`` (``/work/shared/data``; read
-there, never copied). Writes ``OUT/NAME.json`` (every run with its cumulative curve),
-``OUT/NAME.md`` (table with ratios to static) and one ``OUT/NAME_<data>_<model>.png`` per pair.
+there, never copied). Writes ``OUT/NAME.md`` (table with ratios to static) and one
+``OUT/NAME_<data>_<model>.png`` per pair; the raw dump ``RAW/NAME.json`` (every run with its
+cumulative curve) goes under the ignored ``runs/`` folder.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
                          "(the same weighting, never updated)")
     ap.add_argument("--shared", type=Path, default=Path("/work/shared/data"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/prequential"))
+    ap.add_argument("--raw", type=Path, default=Path("runs/benchmarks/prequential"),
+                    help="folder of the raw JSON dump (every run and its curve)")
     ap.add_argument("--name", default="prequential", help="file stem of the outputs")
     args = ap.parse_args(argv)
 
@@ -165,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _write(out: dict, args, t_all: float) -> str:
     out["seconds"] = time.perf_counter() - t_all
-    (args.out / f"{args.name}.json").write_text(json.dumps(out, indent=1, default=_jsonable))
+    args.raw.mkdir(parents=True, exist_ok=True)
+    (args.raw / f"{args.name}.json").write_text(json.dumps(out, indent=1, default=_jsonable))
     md = (f"`{out['command']}`\n\n{table(out['runs'])}\n"
           + "".join(f"\nskipped: {s}" for s in out["skipped"]) + "\n")
     (args.out / f"{args.name}.md").write_text(md)

@@ -5,6 +5,10 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/text_query.py \
         [--model-dir /tmp/models/m6_ml100k_loo] [--users 50] [--weights 0.5,1,2,4] \
         [--spaces lm,item] [--attributes 0.5] [--out benchmarks/results/explain]
+        [--raw runs/benchmarks/explain]
+
+Writes the summary ``OUT/text_query.md`` and the raw per-request dump ``RAW/text_query.json``
+(under the ignored ``runs/`` folder).
 
 The request match is `m6rec.recommend.query_scores`: the request read by the model's LM against
 each item's text and (weight ``--attributes``) against its categories one by one.
@@ -104,6 +108,8 @@ def main() -> None:
                     help="weight of the category match in the request match (0: text only)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/explain")
+    ap.add_argument("--raw", default="runs/benchmarks/explain",
+                    help="folder of the raw per-request JSON dump")
     ap.add_argument("--service", action="store_true",
                     help="also ask the service engine (m6rec serve's code path, in process, "
                          "empty event store) the same requests, personalised and not")
@@ -176,7 +182,9 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "text_query.json").write_text(json.dumps(
+    raw = Path(args.raw)
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / "text_query.json").write_text(json.dumps(
         {"args": vars(args), "model": meta.get("model", model.name), "users": len(users),
          "requests": len(REQUESTS), "rows": rows, "per_request": per_request,
          "two_turns": {"decay": args.decay, "space": space, "weight": 2.0,

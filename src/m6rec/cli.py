@@ -419,31 +419,33 @@ def demo(
     user: Annotated[str, typer.Option(help="Raw user id to recommend for.")] = "1",
     out: Annotated[Path, typer.Option(help="Where to write the report and the model.")] = Path("runs/demo"),
 ):
-    """Train baselines on the built-in ml-100k, print metrics and a user's top-10 with reasons."""
+    """Train m6 at its defaults beside the baselines; print metrics, a top-10 with reasons, a
+    free-text request and how to serve the model."""
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from m6rec.eval.benchmark import run_benchmark
+    from m6rec.demo import FLAGSHIP, REQUEST, run_demo
     from m6rec.eval.report import metrics_table, write_report
-    from m6rec.models.io import save_model_dir
-    from m6rec.recommend import recommend_for_user
-    from m6rec.registry import build_model
 
     con = Console()
     ds = _load_one(data)
     con.print(f"[bold]{ds!r}[/bold]")
-    names = ["pop", "itemknn", "ease", "bpr"]
-    with _console().status("benchmark (protocol loo, full ranking)") as status:
-        result = run_benchmark(ds, names, "loo",
-                               progress=lambda s: status.update(f"fitting {s}"))
+    shown = run_demo(ds, data, user, out, say=con.print)
+    result = shown["result"]
     con.print(Markdown(metrics_table(result)))
     write_report(result, out, command=f"m6rec demo --data {data}")
     best = max(result["models"], key=lambda n: result["models"][n]["metrics"]["ndcg@10"])
-    con.print(f"best test NDCG@10: [bold]{best}[/bold]; refitting it on every interaction for the recommendations below")
-    mdl = build_model(best, **result["models"][best]["params"]).fit(ds)
-    save_model_dir(mdl, out / "model", ds, data_spec=data, protocol="all", fit_seconds=0.0)
-    print_recommendations(recommend_for_user(mdl, ds, user, k=10, explain=True))
-    con.print(f"report and plots: {out}/report.md; model: {out}/model")
+    ndcg = result["models"][FLAGSHIP]["metrics"]["ndcg@10"]
+    con.print(f"test NDCG@10 of {FLAGSHIP}: [bold]{ndcg:.4f}[/bold]; best of this run: {best}")
+    print_recommendations(shown["top10"])
+    con.print(f'free-text request, ranked by {FLAGSHIP} alone: "{REQUEST}"')
+    print_recommendations(shown["request"])
+    model_dir = shown["model_dir"]
+    con.print(f"report and plots: {out}/report.md", soft_wrap=True)
+    con.print("serve this model over HTTP (OpenAPI docs at http://127.0.0.1:8000/docs):")
+    con.print(f"  m6rec serve --model-dir {model_dir}", markup=False, highlight=False, soft_wrap=True)
+    con.print(f"  curl 'http://127.0.0.1:8000/users/{user}/recommendations?k=10&explain=true'",
+              markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
