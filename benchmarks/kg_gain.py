@@ -13,7 +13,9 @@ evaluated with `m6rec.eval.evaluate` on the test users, split by their test item
 Reports NDCG@10 / Recall@10 of both twins and the paired difference, mean ± std over seeds.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/kg_gain.py --seeds 3 \\
-        [--param patience=5] [--out benchmarks/results/kg]
+        [--seed-list 1,2] [--param patience=5] [--out benchmarks/results/kg]
+
+Each finished seed is also written at once to ``kg_gain_seed{S}.json`` in ``--out``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def main() -> None:
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seed-list", default="", help="comma-separated seeds (instead of --seeds)")
     ap.add_argument("--param", action="append", default=[], help="kg model key=value")
     ap.add_argument("--kg-dir", default="runs/kg")
     ap.add_argument("--out", default="benchmarks/results/kg")
@@ -66,7 +69,10 @@ def main() -> None:
     sets = groups(split)
     print({k: len(v) for k, v in sets.items()}, flush=True)
     runs = []
-    for seed in range(args.seeds):
+    seeds = [int(x) for x in args.seed_list.split(",") if x] or list(range(args.seeds))
+    d = Path(args.out)
+    d.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
         path = Path(args.kg_dir) / f"transe_seed{seed}.npz"
         t0 = time.perf_counter()
         if not path.is_file():
@@ -84,10 +90,10 @@ def main() -> None:
             row[name]["fit_seconds"] = time.perf_counter() - t0
             row[name]["best_epoch"] = m.best_epoch_
         runs.append(row)
+        (d / f"kg_gain_seed{seed}.json").write_text(json.dumps({"params": params, "run": row},
+                                                               indent=2))
         print(json.dumps({"seed": seed, **{n: {g: round(row[n][g]["ndcg@10"], 4) for g in sets}
                                            for n in ("kg", "no_kg")}}), flush=True)
-    d = Path(args.out)
-    d.mkdir(parents=True, exist_ok=True)
     (d / "kg_gain.json").write_text(json.dumps({"params": params, "runs": runs}, indent=2))
     lines = ["| test items | users | metric | kg | no-KG twin | difference (kg - twin) |",
              "|---|---|---|---|---|---|"]
