@@ -67,6 +67,7 @@ def keys(title: str) -> tuple[set[str], ...]:
 
 
 def read_ml1m(path: Path) -> list[tuple[int, str, int]]:
+    """(MovieLens-1M id, title without the year, year) per line of ``movies.dat``."""
     out = []
     for line in path.read_text(encoding="latin-1").splitlines():
         mid, title, _ = line.split("::")
@@ -135,7 +136,9 @@ def main() -> None:
     entity_of = {int(r[0]): r[1] for r in read_tsv_gz(orig_bytes)}
     items = [(r[0], r[1], r[2]) for r in
              read_tsv_gz((BUILTIN / "ml-100k.item.gz").read_bytes())]
-    m = match(items, read_ml1m(a.ml1m))
+    ml1m = read_ml1m(a.ml1m)
+    ml1m_title = {mid: f"{t} ({y})" for mid, t, y in ml1m}
+    m = match(items, ml1m)
 
     rows, status, detail = [], Counter(), []
     for iid, title, year in items:
@@ -181,6 +184,12 @@ def main() -> None:
               "| --- | --- | --- | --- |"]
     lines += [f"| {d['item_id']} | {d['title']} | {d['year']} | {d['how']} |"
               for d in detail if d["entity_id"] is None]
+    lines += ["", "## Linked by a tier other than 1 (to audit by eye)", "",
+              "| item_id | ml-100k title | year | MovieLens-1M title | tier |",
+              "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {d['item_id']} | {d['title']} | {d['year']} | {ml1m_title[d['ml1m_id']]} | "
+              f"{d['how']} |" for d in detail if d["entity_id"] is not None
+              and d["how"] != "tier 1"]
     a.report.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(json.dumps({k: summary[k] for k in ("items", "linked", "unlinked", "by_reason")},
                      indent=1))
