@@ -91,7 +91,8 @@ def measure(model: Any, ds, users: np.ndarray, k: int, cite: int, draws: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model-dir", default="/tmp/models/m6_ml100k_loo")
+    ap.add_argument("--model-dir", default="/tmp/models/m6_ml100k_loo",
+                    help='a saved model directory ("" for none: only the --also models)')
     ap.add_argument("--data", default="ml-100k")
     ap.add_argument("--users", type=int, default=300)
     ap.add_argument("--k", type=int, default=5)
@@ -109,11 +110,12 @@ def main() -> None:
     users = np.sort(np.random.default_rng(args.seed).choice(ds.n_users, size=min(args.users,
                                                                                   ds.n_users),
                                                               replace=False))
-    model, meta = load_model_dir(args.model_dir, ds)
     results = {}
-    name = f"{meta.get('model', model.name)} ({args.model_dir})"
-    results[name] = measure(model, ds, users, args.k, args.cite, args.draws, args.seed)
-    print(name, json.dumps(results[name]), flush=True)
+    if args.model_dir:  # "" = only the --also models
+        model, meta = load_model_dir(args.model_dir, ds)
+        name = f"{meta.get('model', model.name)} ({args.model_dir})"
+        results[name] = measure(model, ds, users, args.k, args.cite, args.draws, args.seed)
+        print(name, json.dumps(results[name]), flush=True)
     for extra in [m for m in args.also.split(",") if m]:
         mdl = build_model(extra).fit(ds)
         results[extra] = measure(mdl, ds, users, args.k, args.cite, args.draws, args.seed)

@@ -86,7 +86,7 @@ def test_builtin_ml100k(ml100k):
     assert ds.title_column == "movie_title" and ds.category_column == "class"
     kg = ds.kg
     assert kg is not None and len(kg.triples) == 91_631
-    assert int((kg.item_entity >= 0).sum()) == 1598
+    assert int((kg.item_entity >= 0).sum()) == 1534
     assert kg.triples.min() >= 0
     assert kg.triples[:, 0].max() < kg.n_entities and kg.triples[:, 1].max() < kg.n_relations
     assert ds.inter.groupby("user_idx").size().min() >= 20

@@ -121,8 +121,11 @@ def test_kg_relations_between_items():
     kg = KGRelations(ds)
     a, b, c, d = (ds.item_index(x) for x in "abcd")
     assert [r.role for r in kg.between(b, c)] == ["director"]
-    assert [r.role for r in kg.between(a, b)] == ["sequel"]  # the country is not telling
-    assert [r.role for r in kg.between(b, a)] == ["prequel"]
+    # (Alien, film.film.sequel, Aliens): Alien's sequel is Aliens, so Alien is the prequel
+    assert [r.role for r in kg.between(a, b)] == ["prequel"]  # the country is not telling
+    assert [r.role for r in kg.between(b, a)] == ["sequel"]
+    assert kg.between(b, a)[0].phrase("Alien") == "a sequel to Alien"
+    assert kg.between(a, b)[0].phrase("Aliens") == "a prequel to Aliens"
     assert kg.between(a, c) == []
     assert kg.related(b, [d, c])[0].role == "director"  # the director beats a shared actor
     assert kg.between(b, c)[0].phrase("Titanic") == "same director as Titanic"

@@ -1,11 +1,20 @@
-"""Knowledge-graph relations between two items: same director, same actor, sequel of ...
+"""Knowledge-graph relations between two items: same director, shared actor, sequel of ...
 
-Built from a `Dataset`'s `KnowledgeGraph` (for ml-100k, RecBole's KB4Rec mapping of the movies to
-Freebase). Only triples whose head is an item's entity are read, and only relations that say
-something specific about a pair of items (a shared director, writer, actor, ...); very common
-tails (a country, a language, a content rating, a broad genre) are left out. A relation between
-two items is reported when both point to the same tail entity, or when one item's entity is the
-other's tail (``film.film.sequel``).
+Built from a `Dataset`'s `KnowledgeGraph` (for ml-100k, KB4Rec's Freebase facts about the movies).
+Only triples whose head is an item's entity are read, and only relations that say something
+specific about a pair of items; very common tails (a country, a language, a content rating, a
+broad genre) are left out. Two kinds of relation:
+
+- a shared tail: both items point to one tail entity by the same relation (``film.film.directed_by``
+  -> "same director as X"); the claim is that the two films' tail sets intersect;
+- a direct link between the two items' entities (``film.film.sequel`` / ``film.film.prequel``).
+  Freebase's ``film.film.sequel`` on film X names X's sequel, so X is the *prequel* of the tail:
+  the triple (Alien, film.film.sequel, Aliens) makes Aliens "a sequel to Alien" and Alien "a
+  prequel to Aliens". These relations are never read as shared tails (two films with the same
+  sequel are not each other's sequel).
+
+Items linked to one entity (a film listed twice in the catalogue) are the same film: no
+relation is reported between them.
 """
 
 from __future__ import annotations
@@ -16,10 +25,8 @@ import numpy as np
 
 from m6rec.data.dataset import Dataset
 
-#: relation id (as in the KG file) -> (role, rank); lower rank = more telling
+#: shared-tail relation id (as in the KG file) -> (role, rank); lower rank = more telling
 ROLES: dict[str, tuple[str, int]] = {
-    "film.film.sequel": ("sequel", 0),
-    "film.film.prequel": ("prequel", 0),
     "film.film.directed_by": ("director", 1),
     "film.film.written_by": ("writer", 2),
     "film.film.actor": ("actor", 3),
@@ -28,30 +35,36 @@ ROLES: dict[str, tuple[str, int]] = {
     "film.film.subjects": ("subject", 6),
     "film.film.production_companies": ("production company", 7),
 }
-#: how a relation reads in a sentence, ``{title}`` = the history item
+#: direct item-to-item relation id -> the role of the triple's *head* towards its tail;
+#: the tail gets the inverse role
+LINKS: dict[str, str] = {"film.film.sequel": "prequel", "film.film.prequel": "sequel"}
+INVERSE = {"prequel": "sequel", "sequel": "prequel"}
+RANKS = {"sequel": 0, "prequel": 0, **{role: rank for role, rank in ROLES.values()}}
+#: how a relation reads after the recommended item's title, ``{title}`` = the history item
 PHRASES: dict[str, str] = {
     "sequel": "a sequel to {title}",
     "prequel": "a prequel to {title}",
     "director": "same director as {title}",
-    "writer": "same writer as {title}",
+    "writer": "shares a writer with {title}",
     "actor": "shares an actor with {title}",
     "cinematographer": "same cinematographer as {title}",
-    "producer": "same producer as {title}",
-    "subject": "same subject as {title}",
-    "production company": "same studio as {title}",
+    "producer": "shares a producer with {title}",
+    "subject": "shares a subject with {title}",
+    "production company": "shares a studio with {title}",
 }
 
 
 @dataclass(frozen=True)
 class Relation:
-    """``item`` relates to history item ``other`` by ``role`` through ``count`` shared tails."""
+    """``item`` relates to history item ``other`` by ``role`` through ``count`` shared tails
+    (``role`` "sequel": the item is a sequel to ``other``)."""
 
     role: str
     other: int
     count: int = 1
 
     def phrase(self, title: str) -> str:
-        return PHRASES.get(self.role, "related to {title} (" + self.role + ")").format(title=title)
+        return PHRASES[self.role].format(title=title)
 
 
 class KGRelations:
@@ -67,33 +80,42 @@ class KGRelations:
         kg = dataset.kg
         self.facts: list[dict[str, set[int]]] = [{} for _ in range(dataset.n_items)]
         self.links: list[dict[int, str]] = [{} for _ in range(dataset.n_items)]
+        self.entity = np.full(dataset.n_items, -1, dtype=np.int64)
         if kg is None or not len(kg.triples):
             return
-        entity_item = np.full(kg.n_entities, -1, dtype=np.int64)
-        linked = np.nonzero(kg.item_entity >= 0)[0]
-        entity_item[kg.item_entity[linked]] = linked
-        role_of = np.array([ROLES.get(str(r), ("", 99))[0] for r in kg.relation_ids], dtype=object)
+        self.entity = np.asarray(kg.item_entity, dtype=np.int64)
+        items_of: dict[int, list[int]] = {}
+        for i in np.nonzero(self.entity >= 0)[0].tolist():
+            items_of.setdefault(int(self.entity[i]), []).append(i)
+        rel_ids = [str(r) for r in kg.relation_ids]
         h, r, t = kg.triples[:, 0], kg.triples[:, 1], kg.triples[:, 2]
-        head_item = entity_item[h]
-        keep = (head_item >= 0) & (role_of[r] != "")
-        head_item, r, t = head_item[keep], r[keep], t[keep]
-        tail_item = entity_item[t]
+        linked = np.zeros(kg.n_entities, dtype=bool)
+        linked[list(items_of)] = True
         # tails shared by too many items say nothing specific
-        counts = np.bincount(t[tail_item < 0], minlength=kg.n_entities)
-        for i, rel, tail, ti in zip(head_item.tolist(), r.tolist(), t.tolist(),
-                                    tail_item.tolist(), strict=True):
-            role = role_of[rel]
-            if ti >= 0:  # a direct item-item link (sequel / prequel)
-                if ti != i:
-                    self.links[i][ti] = role
-                    inverse = {"sequel": "prequel", "prequel": "sequel"}.get(role, role)
-                    self.links[ti].setdefault(i, inverse)
-            elif counts[tail] <= max_tail_items:
-                self.facts[i].setdefault(role, set()).add(tail)
+        counts = np.bincount(t[linked[h] & ~linked[t]], minlength=kg.n_entities)
+        for rel_idx, rel in enumerate(rel_ids):
+            if rel not in ROLES and rel not in LINKS:
+                continue
+            sel = (r == rel_idx) & linked[h]
+            for head, tail in zip(h[sel].tolist(), t[sel].tolist(), strict=True):
+                if rel in LINKS:
+                    if head == tail or tail not in items_of:
+                        continue
+                    role = LINKS[rel]
+                    for i in items_of[head]:
+                        for j in items_of[tail]:
+                            self.links[i][j] = role
+                            self.links[j].setdefault(i, INVERSE[role])
+                elif counts[tail] <= max_tail_items and tail not in items_of:
+                    role = ROLES[rel][0]
+                    for i in items_of[head]:
+                        self.facts[i].setdefault(role, set()).add(tail)
 
     def between(self, item: int, other: int) -> list[Relation]:
         """Relations of ``item`` to ``other``, most telling first (empty when there are none)."""
-        out = []
+        out: list[Relation] = []
+        if item == other or (self.entity[item] >= 0 and self.entity[item] == self.entity[other]):
+            return out  # the same film
         role = self.links[item].get(other)
         if role is not None:
             out.append(Relation(role, other))
@@ -123,5 +145,4 @@ class KGRelations:
 
 
 def _rank(rel: Relation) -> tuple[int, int]:
-    rank = next((k for role, k in ROLES.values() if role == rel.role), 99)
-    return rank, -rel.count
+    return RANKS.get(rel.role, 99), -rel.count
