@@ -31,7 +31,8 @@ def build_engine(settings: ServeSettings, store: Store, model_dir: Path | None =
     return Engine(model_dir or settings.model_dir, store, data=settings.data,
                   index=settings.index, faiss_threshold=settings.faiss_threshold,
                   pseudonymise_key=settings.pseudonymise_key,
-                  history_limit=settings.history_limit, query_weight=settings.query_weight)
+                  history_limit=settings.history_limit, query_weight=settings.query_weight,
+                  explain_history=settings.explain_history)
 
 
 class Metrics:
@@ -87,6 +88,7 @@ class Measure:
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
         status = 500
+        where = scope.get("path"), scope.get("root_path", "")  # a mount rewrites them
 
         async def send_status(message):
             nonlocal status
@@ -98,10 +100,24 @@ class Measure:
             await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            path = getattr(route, "path", None) or _route_label(scope, *where)
             method = scope.get("method", "")
             self.metrics.requests.labels(method, path, str(status)).inc()
             self.metrics.latency.labels(method, path).observe(time.perf_counter() - t0)
+
+
+def _route_label(scope, path: str, root_path: str) -> str:
+    """The route template of a request that FastAPI did not tag (Starlette's own routes:
+    ``/openapi.json``, mounted static files): the first route that matches it fully; else
+    ``unmatched`` (so a scan of random paths adds one label, not one per path)."""
+    from starlette.routing import Match
+
+    app = scope.get("app")
+    scope = {**scope, "path": path, "root_path": root_path}
+    for route in getattr(app, "routes", ()):
+        if route.matches(scope)[0] == Match.FULL:
+            return getattr(route, "path", "unmatched")
+    return "unmatched"
 
 
 class BodyLimit:
@@ -185,8 +201,11 @@ def share_the_interpreter(seconds: float) -> None:
     sys.setswitchinterval(seconds)
 
 
-def create_app(settings: ServeSettings | None = None) -> FastAPI:
-    """The service for ``settings`` (read from the environment when None)."""
+def create_app(settings: ServeSettings | None = None, on_ready=None) -> FastAPI:
+    """The service for ``settings`` (read from the environment when None); ``on_ready(info)``
+    is called once the model is loaded (the CLI prints the address and the model)."""
+    from fastapi.staticfiles import StaticFiles
+
     from m6rec.serve.routers import events, items, system, users
 
     settings = settings or ServeSettings()
@@ -201,7 +220,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             app.state.engine = await anyio.to_thread.run_sync(build_engine, settings, store)
             settle_heap()
             share_the_interpreter(settings.switch_interval)
-            log.info("m6rec serve: %s", app.state.engine.info())
+            info = {**app.state.engine.info(), "model_dir": str(app.state.engine.model_dir)}
+            log.info("m6rec serve: %s", info)
+            if on_ready is not None:
+                on_ready(info)
             spec = UpdateSpec.parse(settings.update)
             if spec is not None:
                 app.state.updates = OnlineUpdates(spec, lambda: app.state.engine,
@@ -217,7 +239,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             store.close()
 
     app = FastAPI(title="m6rec", version=_version(), lifespan=lifespan,
-                  description="Real-time recommendations from the live event log and item text.")
+                  docs_url=None, redoc_url=None,  # served offline by routers/system.py
+                  description="Real-time recommendations from the live event log and item text. "
+                              "Writes need the API key in `X-API-Key`; with a key configured, "
+                              "data reads need it or the read-only key.")
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.engine = None
@@ -225,6 +250,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.swap_lock = threading.Lock()
     for r in (events.router, items.router, users.router, system.router):
         app.include_router(r)
+    app.mount(system.DOCS_ASSETS, StaticFiles(directory=system.docs_assets_dir()),
+              name="api-docs-assets")
+    app.mount("/static", StaticFiles(directory=system.STATIC), name="static")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
