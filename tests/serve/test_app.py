@@ -222,6 +222,8 @@ def test_id_model_path(ease_dir, tmp_path):
     with make_client(ease_dir, tmp_path) as c:
         got = recs(c, "u0", k=2, explain="true")  # u0 has two unseen space items
         assert all(i.startswith("s") for i in ids(got)) and got["items"][0]["because"]
+        assert [it["score"] for it in got["items"]] == [
+            it["score"] for it in recs(c, "u0", k=2)["items"]]  # explain keeps the score
         r = c.post("/items", json={"item_id": "zz", "title": "galaxy"}, headers=KEY)
         assert r.status_code == 201 and r.json()["indexed"] is False
         r = c.get("/users/u0/recommendations", params={"query": "galaxy"}, headers=KEY)
@@ -251,3 +253,43 @@ def test_hot_reload_keeps_answering(client, ease_dir):
     assert client.get("/health").json()["model"] == "ease"
     bad = client.post("/admin/reload", json={"model_dir": "/no/such/dir"}, headers=KEY)
     assert bad.status_code == 422 and client.get("/health").json()["model"] == "ease"
+
+
+@pytest.mark.parametrize("user,params", [("u0", {}), ("u1", {"query": "baking bread"}),
+                                         ("nobody", {}), ("nobody", {"query": "galaxy"})])
+def test_explain_keeps_the_ranking_score(client, user, params):
+    plain = recs(client, user, k=8, **params)["items"]
+    explained = recs(client, user, k=8, explain="true", **params)["items"]
+    assert [(it["item_id"], it["score"]) for it in explained] == [
+        (it["item_id"], it["score"]) for it in plain]
+    scores = [it["score"] for it in explained]
+    assert scores == sorted(scores, reverse=True)
+    assert all(it["because"] for it in explained)
+
+
+def test_explained_deltas_are_the_score_drops_of_the_shorter_history(client):
+    """A cited item's delta is what the score loses when the item is left out: measured
+    against a second user whose history is the same minus that item."""
+    hist = ["s0", "s1", "s2", "s3", "s4"]
+    post = [{"user_id": "full", "item_id": i, "timestamp": 2_000_000 + 60 * t}
+            for t, i in enumerate(hist)]
+    assert client.post("/events", json=post, headers=KEY).status_code == 201
+    got = recs(client, "full", k=3, explain="true")
+    top = got["items"][0]
+    assert top["explained_score"] == pytest.approx(top["score"], abs=1e-4)
+    cited = top["history"][0]
+    assert cited["item_id"] in hist and cited["delta"] > 0
+    less = [e for e in post if e["item_id"] != cited["item_id"]]
+    for e in less:
+        e["user_id"] = "less"
+    assert client.post("/events", json=less, headers=KEY).status_code == 201
+    other = recs(client, "less", k=16)
+    score = {it["item_id"]: it["score"] for it in other["items"]}[top["item_id"]]
+    assert top["score"] - score == pytest.approx(cited["delta"], abs=1e-4)
+    # and the cached explanation follows a new event (the history changed)
+    client.post("/events", json={"user_id": "full", "item_id": "s5",
+                                 "timestamp": 2_000_000 + 600}, headers=KEY)
+    again = recs(client, "full", k=3, explain="true")
+    assert [it["score"] for it in again["items"]] == [
+        it["score"] for it in recs(client, "full", k=3)["items"]]
+    assert again["items"] != got["items"]

@@ -14,6 +14,10 @@ router = APIRouter(tags=["system"])
 STATIC = Path(__file__).resolve().parent.parent / "static"
 #: Swagger UI and ReDoc bundles, mounted by `m6rec.serve.app.create_app`
 DOCS_ASSETS = "/static/api-docs"
+#: the docs pages may load nothing from elsewhere (ReDoc's sidebar links a logo on a CDN)
+DOCS_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self' 'unsafe-inline' blob:; worker-src 'self' blob:; "
+            "font-src 'self' data:")
 
 
 def docs_assets_dir() -> Path:
@@ -96,11 +100,13 @@ def swagger_ui(request: Request) -> HTMLResponse:
     from fastapi.openapi.docs import get_swagger_ui_html
 
     app = request.app
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=app.openapi_url, title=f"{app.title} API",
         swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
         swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css", swagger_favicon_url="/favicon.ico",
         swagger_ui_parameters={"persistAuthorization": True})
+    page.headers["Content-Security-Policy"] = DOCS_CSP
+    return page
 
 
 @router.get("/redoc", include_in_schema=False)
@@ -109,6 +115,8 @@ def redoc(request: Request) -> HTMLResponse:
     from fastapi.openapi.docs import get_redoc_html
 
     app = request.app
-    return get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} API",
+    page = get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} API",
                           redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
                           redoc_favicon_url="/favicon.ico", with_google_fonts=False)
+    page.headers["Content-Security-Policy"] = DOCS_CSP
+    return page
