@@ -220,6 +220,9 @@ def create_app(settings: ServeSettings | None = None, on_ready=None) -> FastAPI:
             app.state.engine = await anyio.to_thread.run_sync(build_engine, settings, store)
             settle_heap()
             share_the_interpreter(settings.switch_interval)
+            if app.state.engine.text_mode:  # load the text encoder off the request path, so
+                threading.Thread(target=lambda e=app.state.engine: e.encoder,  # the first
+                                 name="m6rec-encoder", daemon=True).start()  # post is fast
             info = {**app.state.engine.info(), "model_dir": str(app.state.engine.model_dir)}
             log.info("m6rec serve: %s", info)
             if on_ready is not None:

@@ -149,10 +149,11 @@ class Engine:
                 self._lm = np.array(self.model.item_text_, dtype=np.float32, copy=True)
         for it in store.all_items():  # items posted earlier (also by other replicas)
             self._apply_item(it)
-        for e in store.iter_events():
-            pos = self.item_pos.get(e.item_id)
+        counts, self.events_seen = store.item_counts()  # one aggregate over the whole log
+        for item_id, count in counts.items():
+            pos = self.item_pos.get(item_id)
             if pos is not None:
-                self.popularity[pos] += 1
+                self.popularity[pos] += count
 
     # -- vectors -----------------------------------------------------------------------------
     def _init_vectors(self, index: str, faiss_threshold: int) -> None:
