@@ -238,7 +238,7 @@ class Engine:
             fresh = self._user_vectors(self._stack([rows[x][1:] for x in miss]))
             with self._cache_lock:
                 for x, v in zip(miss, fresh, strict=True):
-                    vecs[x] = v
+                    vecs[x] = v = v.copy()  # not a view that keeps the whole batch alive
                     if self._user_cache_size > 0:
                         self._user_cache[rows[x][0]] = (keys[x], v)
                         self._user_cache.move_to_end(rows[x][0])
@@ -714,7 +714,8 @@ class Engine:
         vecs = self._user_vectors(self._stack(batch))
         with self._cache_lock:
             for x, tested, a, b in spans:
-                out[x] = (tested, vecs[a:b], {})
+                # a copy: a slice would keep the encoder's whole [rows, L, d] output alive
+                out[x] = (tested, vecs[a:b].copy(), {})
                 if self._loo_cache_size > 0:
                     self._loo_cache[rows[x][0]] = (keys[x], *out[x])
                     self._loo_cache.move_to_end(rows[x][0])
