@@ -28,11 +28,15 @@ REASONS = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not 
 
 
 def build_engine(settings: ServeSettings, store: Store, model_dir: Path | None = None) -> Engine:
+    from m6rec.serve.snapshot import default_path
+
+    snapshot = (Path(settings.snapshot) if settings.snapshot
+                else None if settings.snapshot == "" else default_path(settings.db))
     return Engine(model_dir or settings.model_dir, store, data=settings.data,
                   index=settings.index, faiss_threshold=settings.faiss_threshold,
                   pseudonymise_key=settings.pseudonymise_key,
                   history_limit=settings.history_limit, query_weight=settings.query_weight,
-                  explain_history=settings.explain_history)
+                  explain_history=settings.explain_history, snapshot=snapshot)
 
 
 class Metrics:
@@ -167,6 +171,13 @@ def error(status: int, detail: object) -> JSONResponse:
     return JSONResponse({"error": REASONS.get(status, "error"), "detail": detail}, status)
 
 
+def _save_snapshot(engine: Engine) -> None:
+    try:
+        engine.save_snapshot()
+    except OSError as e:  # a read-only folder: starts replay the whole log, nothing else
+        log.warning("snapshot not written: %s", e)
+
+
 def swap_engine(app, old, new) -> None:
     """Serve ``new`` instead of ``old`` (an online update): one assignment, under the lock a
     hot reload takes, and only if ``old`` still serves (a reload meanwhile wins)."""
@@ -220,6 +231,9 @@ def create_app(settings: ServeSettings | None = None, on_ready=None) -> FastAPI:
             app.state.engine = await anyio.to_thread.run_sync(build_engine, settings, store)
             settle_heap()
             share_the_interpreter(settings.switch_interval)
+            # the log as of now, so the next start or reload replays only what follows
+            threading.Thread(target=_save_snapshot, args=(app.state.engine,),
+                             name="m6rec-snapshot", daemon=True).start()
             if app.state.engine.text_mode:  # load the text encoder off the request path, so
                 threading.Thread(target=lambda e=app.state.engine: e.encoder,  # the first
                                  name="m6rec-encoder", daemon=True).start()  # post is fast
@@ -239,6 +253,7 @@ def create_app(settings: ServeSettings | None = None, on_ready=None) -> FastAPI:
             engine, app.state.engine = getattr(app.state, "engine", None), None
             if engine is not None:
                 engine.close()
+                _save_snapshot(engine)
             store.close()
 
     app = FastAPI(title="m6rec", version=_version(), lifespan=lifespan,

@@ -73,6 +73,8 @@ class Engine:
         history (and the item table) is unchanged, so repeated requests skip the encoder
     explain_cache : most users whose leave-one-out vectors are kept (vector models, for
         ``explain``), under the same key as the user-vector cache
+    snapshot : file of the log-derived state (`m6rec.serve.snapshot`): read at start (only
+        the log after its offset is replayed), written by `save_snapshot`
     explain_history : vector models: the newest this many history items are tested by
         leave-one-out (each removal is one more user encoding per request; the model still
         reads its whole window)
@@ -86,7 +88,8 @@ class Engine:
                  pseudonymise_key: str | None = None, history_limit: int = 500,
                  query_weight: float = 1.0, query_decay: float = 0.5,
                  query_attributes: float = 0.5, user_cache: int = 100_000,
-                 explain_cache: int = 2048, explain_history: int = 20):
+                 explain_cache: int = 2048, explain_history: int = 20,
+                 snapshot: str | Path | None = None):
         from m6rec.config import Settings
         from m6rec.data import load_dataset
         from m6rec.models.io import load_model_dir
@@ -149,11 +152,36 @@ class Engine:
                 self._lm = np.array(self.model.item_text_, dtype=np.float32, copy=True)
         for it in store.all_items():  # items posted earlier (also by other replicas)
             self._apply_item(it)
-        counts, self.events_seen = store.item_counts()  # one aggregate over the whole log
+        self.snapshot_path = snapshot
+        self._log_counts: dict[str, int] = {}  # events per item in the log (popularity's part)
+        self._replay(store)
+
+    def _replay(self, store: Store) -> None:
+        """Events per item from the snapshot (when valid) plus the log after its offset (one
+        aggregate query), into ``popularity``."""
+        from m6rec.serve import snapshot
+
+        snap = snapshot.load(self.snapshot_path, store)
+        offset, counts = snap if snap is not None else (0, {})
+        tail, self.events_seen = store.item_counts(offset)
+        for item_id, count in tail.items():
+            counts[item_id] = counts.get(item_id, 0) + count
+        self._log_counts = counts
+        self.snapshot_offset = offset
         for item_id, count in counts.items():
             pos = self.item_pos.get(item_id)
             if pos is not None:
                 self.popularity[pos] += count
+
+    def save_snapshot(self) -> None:
+        """Write the log-derived state with the offset it covers (no-op without a path)."""
+        from m6rec.serve import snapshot
+
+        if self.snapshot_path is None:
+            return
+        with self._lock:
+            offset, counts = self.events_seen, dict(self._log_counts)
+        snapshot.save(self.snapshot_path, self.store, offset, counts)
 
     # -- vectors -----------------------------------------------------------------------------
     def _init_vectors(self, index: str, faiss_threshold: int) -> None:
@@ -326,8 +354,11 @@ class Engine:
             rows += mine
         if rows:
             ids = self.store.add_events(rows)
-            for e in rows:
-                self.popularity[self.item_pos[e.item_id]] += 1
+            with self._lock:
+                for e in rows:
+                    self.popularity[self.item_pos[e.item_id]] += 1
+                    self._log_counts[e.item_id] = self._log_counts.get(e.item_id, 0) + 1
+                self.events_seen = max(self.events_seen, max(ids))
             for j, a, b in spans:
                 out[j] = ids[a:b]
         return out

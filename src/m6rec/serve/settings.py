@@ -43,6 +43,10 @@ class ServeSettings:
         schema's bound).
     history_limit : int
         Newest stored events read per user and request.
+    snapshot : str or None
+        File of the log-derived state with the log offset it covers (``M6REC_SNAPSHOT``);
+        a start or reload replays only the log after it. Default (None):
+        ``PATH.snapshot.json`` next to a SQLite store, none for PostgreSQL; ``""``: none.
     explain_history : int
         Sequence models: how many of the newest history items ``explain=true`` tests by
         leave-one-out (``M6REC_EXPLAIN_HISTORY``, default 20; each is one more user encoding
@@ -73,6 +77,7 @@ class ServeSettings:
     max_batch: int = 1000
     max_k: int = 100
     history_limit: int = 500
+    snapshot: str | None = field(default_factory=lambda: _env("SNAPSHOT"))
     explain_history: int = field(
         default_factory=lambda: int(_env("EXPLAIN_HISTORY", "20") or 20))
     index: str = "auto"

@@ -66,6 +66,10 @@ def reload(request: Request, body: ReloadIn | None = None) -> dict:
         old = app.state.engine
         target = Path(body.model_dir) if body and body.model_dir else old.model_dir
         try:
+            old.save_snapshot()  # the new engine replays only the log after it
+        except OSError:
+            pass  # then it replays the whole log
+        try:
             new = build_engine(app.state.settings, app.state.store, target)
         except (FileNotFoundError, NotADirectoryError, ValueError, KeyError) as e:
             raise HTTPException(422, f"cannot load {target}: {e}") from None
