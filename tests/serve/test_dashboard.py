@@ -30,6 +30,9 @@ def test_cli_serve_answers(server):
     r = httpx.post(server.url + "/events", json={"user_id": "u0", "item_id": "s1"},
                    headers={"X-API-Key": "wrong"})
     assert r.status_code == 401
+    server.stop()  # the start-up lines name the address and the model
+    err = server.proc.stderr.read().decode()
+    assert f"m6rec serve: {server.url} (dashboard" in err and "model m6 from" in err, err
 
 
 def test_dashboard_in_headless_chromium(server, tmp_path):
