@@ -1,7 +1,8 @@
 """Load test of `m6rec serve`: a load generator in other processes on loopback.
 
-16 concurrent clients, 90% ``GET /users/{id}/recommendations?k=10`` for random ml-100k users,
-10% ``POST /events``. Prints and writes p50 / p99 latency, requests/s, and the server's CPU time
+16 concurrent clients, 90% ``GET /users/{id}/recommendations?k=10`` for random ml-100k users
+(``--explain-share`` of them with ``explain=true``), 10% ``POST /events``; every request carries
+the API key (reads need it too). Prints and writes p50 / p99 latency, requests/s, and the server's CPU time
 per request (robust to a noisy machine). Two load generators:
 
 - ``--generator wrk`` (default when ``wrk`` is installed, ``apt-get install wrk``): one C
@@ -36,7 +37,8 @@ from serve_common import Server, percentile, write_result  # noqa: E402
 
 
 def _client_proc(url: str, key: str, users: list[str], items: list[str], n_workers: int,
-                 duration: float, rate: float | None, write_share: float, seed: int, out) -> None:
+                 duration: float, rate: float | None, write_share: float, seed: int, out,
+                 explain_share: float = 0.0) -> None:
     import httpx
 
     async def main() -> list[tuple[str, float, int]]:
@@ -62,9 +64,11 @@ def _client_proc(url: str, key: str, users: list[str], items: list[str], n_worke
                                                                "item_id": rng.choice(items)},
                                               headers={"X-API-Key": key})
                     else:
-                        kind = "rec"
-                        r = await client.get(f"/users/{user}/recommendations",
-                                             params={"k": 10})
+                        explain = rng.random() < explain_share
+                        kind = "rec_explain" if explain else "rec"
+                        params = {"k": 10, "explain": "true"} if explain else {"k": 10}
+                        r = await client.get(f"/users/{user}/recommendations", params=params,
+                                             headers={"X-API-Key": key})
                     status = r.status_code
                 except httpx.HTTPError:
                     status = -1
@@ -80,13 +84,13 @@ def _client_proc(url: str, key: str, users: list[str], items: list[str], n_worke
 
 def run_load(url: str, key: str, users: list[str], items: list[str], clients: int, procs: int,
              duration: float, rate: float | None = None, write_share: float = 0.1,
-             server: Server | None = None) -> dict:
+             server: Server | None = None, explain_share: float = 0.0) -> dict:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     per = [clients // procs + (1 if p < clients % procs else 0) for p in range(procs)]
     ps = [ctx.Process(target=_client_proc, args=(url, key, users, items, n, duration,
                                                  rate * n / clients if rate else None,
-                                                 write_share, 1000 + p, q))
+                                                 write_share, 1000 + p, q, explain_share))
           for p, n in enumerate(per)]
     rss = []
     t0 = time.monotonic()
@@ -102,6 +106,7 @@ def run_load(url: str, key: str, users: list[str], items: list[str], clients: in
     wall = time.monotonic() - t0
     lat = [d * 1000 for _, d, s in records if 200 <= s < 300]
     rec_lat = [d * 1000 for k, d, s in records if k == "rec" and s == 200]
+    exp_lat = [d * 1000 for k, d, s in records if k == "rec_explain" and s == 200]
     ev_lat = [d * 1000 for k, d, s in records if k == "event" and s == 201]
     errors = sum(1 for _, _, s in records if not 200 <= s < 300)
     return {"requests": len(records), "errors": errors, "seconds": round(duration, 1),
@@ -109,6 +114,9 @@ def run_load(url: str, key: str, users: list[str], items: list[str], clients: in
             "p50_ms": round(percentile(lat, 50), 2), "p99_ms": round(percentile(lat, 99), 2),
             "rec_p50_ms": round(percentile(rec_lat, 50), 2),
             "rec_p99_ms": round(percentile(rec_lat, 99), 2),
+            "rec_explain_p50_ms": round(percentile(exp_lat, 50), 2) if exp_lat else None,
+            "rec_explain_p99_ms": round(percentile(exp_lat, 99), 2) if exp_lat else None,
+            "explain_share": explain_share,
             "event_p50_ms": round(percentile(ev_lat, 50), 2),
             "event_p99_ms": round(percentile(ev_lat, 99), 2),
             "clients": clients, "client_processes": procs, "offered_rate": rate,
@@ -120,6 +128,7 @@ local users = {%s}
 local items = {%s}
 local key = "%s"
 local write_share = %f
+local explain_share = %f
 math.randomseed(%d)
 request = function()
   local u = users[math.random(#users)]
@@ -128,7 +137,11 @@ request = function()
     return wrk.format("POST", "/events",
                       {["Content-Type"] = "application/json", ["X-API-Key"] = key}, body)
   end
-  return wrk.format("GET", "/users/" .. u .. "/recommendations?k=10")
+  local path = "/users/" .. u .. "/recommendations?k=10"
+  if math.random() < explain_share then
+    path = path .. "&explain=true"
+  end
+  return wrk.format("GET", path, {["X-API-Key"] = key})
 end
 """
 
@@ -143,7 +156,7 @@ end
 
 def run_wrk(url: str, key: str, users: list[str], items: list[str], clients: int,
             duration: float, write_share: float = 0.1, seed: int = 1, rate: float | None = None,
-            server: Server | None = None) -> dict:
+            server: Server | None = None, explain_share: float = 0.0) -> dict:
     """One wrk run (C load generator; ``--latency`` percentiles of all requests).
 
     ``rate``: paced clients (each waits an exponential think time of mean ``clients / rate``
@@ -158,7 +171,8 @@ def run_wrk(url: str, key: str, users: list[str], items: list[str], clients: int
         return ",".join('"' + x.replace("\\", "").replace('"', "") + '"' for x in xs)
 
     script = Path(tempfile.mkdtemp(prefix="m6rec-wrk-")) / "mix.lua"
-    lua = WRK_SCRIPT % (lua_list(users), lua_list(items), key, write_share, seed)
+    lua = WRK_SCRIPT % (lua_list(users), lua_list(items), key, write_share, explain_share,
+                        seed)
     if rate:
         lua += WRK_PACING % (1000.0 * clients / rate)
     script.write_text(lua)
@@ -199,6 +213,7 @@ def run_wrk(url: str, key: str, users: list[str], items: list[str], clients: int
             "req_per_s": round((total - errors) / duration, 1),
             "p50_ms": round(ms(50), 2), "p90_ms": round(ms(90), 2), "p99_ms": round(ms(99), 2),
             "clients": clients, "generator": "wrk", "offered_rate": rate, "rss_mb": rss,
+            "explain_share": explain_share,
             "wrk_output": out}
 
 
@@ -215,6 +230,8 @@ def main() -> None:
     ap.add_argument("--generator", choices=["auto", "wrk", "httpx"], default="auto",
                     help="auto: wrk when installed, else httpx")
     ap.add_argument("--warmup", type=float, default=5)
+    ap.add_argument("--explain-share", type=float, default=0.0,
+                    help="share of the recommendation requests with explain=true")
     ap.add_argument("--name", default="serve_load")
     args = ap.parse_args()
     import httpx
@@ -235,14 +252,16 @@ def main() -> None:
 
             gen = "wrk" if shutil.which("wrk") else "httpx"
         if args.warmup:
-            run_load(srv.url, srv.api_key, users, items, args.clients, args.procs, args.warmup)
+            run_load(srv.url, srv.api_key, users, items, args.clients, args.procs, args.warmup,
+                     explain_share=args.explain_share)
         cpu0 = srv.cpu_seconds()
         if gen == "wrk":
             res = run_wrk(srv.url, srv.api_key, users, items, args.clients, args.duration,
-                          rate=args.rate, server=srv)
+                          rate=args.rate, server=srv, explain_share=args.explain_share)
         else:
             res = run_load(srv.url, srv.api_key, users, items, args.clients, args.procs,
-                           args.duration, rate=args.rate, server=srv)
+                           args.duration, rate=args.rate, server=srv,
+                           explain_share=args.explain_share)
             res["generator"] = "httpx"
         res["server_cpu_ms_per_request"] = round(
             1000 * (srv.cpu_seconds() - cpu0) / max(res["requests"], 1), 3)

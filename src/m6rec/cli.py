@@ -460,6 +460,11 @@ def serve(
     api_key: Annotated[str | None, typer.Option(
         help="Key required in X-API-Key by write endpoints (default: M6REC_API_KEY, else a "
              "random key printed at start).")] = None,
+    read_key: Annotated[str | None, typer.Option(
+        help="A second key that may read but not write (default: M6REC_READ_KEY). With a "
+             "key configured, every data read needs one of the two keys.")] = None,
+    keyed_metrics: Annotated[bool, typer.Option(
+        help="/metrics needs a key too (default: public; M6REC_KEYED_METRICS=1).")] = False,
     pseudonymise_key: Annotated[str | None, typer.Option(
         help="HMAC key: store keyed hashes of user ids, never the raw ids.")] = None,
     index: Annotated[str, typer.Option(help="auto | exact | faiss")] = "auto",
@@ -485,12 +490,22 @@ def serve(
     key = api_key or base.api_key
     if not key:
         key = secrets.token_urlsafe(24)
-        typer.echo(f"API key for write endpoints (X-API-Key): {key}", err=True)
+        typer.echo(f"API key (X-API-Key, reads and writes): {key}", err=True)
     settings = dataclasses.replace(
         base, model_dir=model_dir, db=db or base.db, data=data or base.data, api_key=key,
+        read_key=read_key or base.read_key, keyed_metrics=keyed_metrics or base.keyed_metrics,
         pseudonymise_key=pseudonymise_key or base.pseudonymise_key, index=index,
         update=update or base.update)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    typer.echo(f"m6rec serve: loading {model_dir} ...", err=True)
+
+    def ready(info: dict) -> None:
+        typer.echo(f"m6rec serve: {url} (dashboard {url}/dashboard, API docs {url}/docs); "
+                   f"model {info['model']} from {info['model_dir']} on {info['dataset']}: "
+                   f"{info['items']:,} items, {info['users']:,} users, index {info['index']}",
+                   err=True)
+
+    uvicorn.run(create_app(settings, on_ready=ready), host=host, port=port, log_level=log_level,
                 access_log=False)
 
 

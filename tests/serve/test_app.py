@@ -27,7 +27,7 @@ def client(m6_dir, tmp_path):
 
 
 def recs(client, user, **params):
-    r = client.get(f"/users/{user}/recommendations", params=params)
+    r = client.get(f"/users/{user}/recommendations", params=params, headers=KEY)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -45,7 +45,7 @@ def test_read_your_writes(client):
     after = recs(client, "u0", k=5)
     assert top not in ids(after)  # the very next answer excludes it ...
     assert after["items"][0]["score"] != before["items"][1]["score"]  # ... and reflects it
-    hist = client.get("/users/u0/history", params={"limit": 1}).json()
+    hist = client.get("/users/u0/history", params={"limit": 1}, headers=KEY).json()
     assert hist["items"][0]["item_id"] == top
 
 
@@ -67,7 +67,7 @@ def test_new_item_is_recommended_to_a_matching_user(client):
     assert r.json()["created"] and r.json()["indexed"]
     assert "new-space" in ids(recs(client, space_user, k=3))
     assert "new-space" not in ids(recs(client, kitchen_user, k=3))
-    similar = client.get("/items/new-space/similar", params={"k": 3}).json()
+    similar = client.get("/items/new-space/similar", params={"k": 3}, headers=KEY).json()
     assert all(i.startswith("s") for i in ids(similar))
 
 
@@ -95,13 +95,14 @@ def test_conversation_latest_turn_weighs_most(client):
     for it in got["items"]:
         assert f'matches your request "{baking}"' in it["because"]
         assert isinstance(it["query_match"], float)
-    r = client.get("/users/u0/recommendations", params={"query": ["x"] * 11})
+    r = client.get("/users/u0/recommendations", params={"query": ["x"] * 11},
+                   headers=KEY)
     assert r.status_code == 422, r.text  # at most 10 turns
 
 
 def test_explanations_are_measured_on_the_model(client):
     got = recs(client, "u0", k=3, explain="true")
-    seen = {h["item_id"] for h in client.get("/users/u0/history").json()["items"]}
+    seen = {h["item_id"] for h in client.get("/users/u0/history", headers=KEY).json()["items"]}
     for it in got["items"]:
         assert it["method"] == "leave-one-out"
         cited = it["history"]
@@ -132,17 +133,17 @@ def test_exclude_and_explain(client):
     first = ids(recs(client, "u0", k=2))
     got = recs(client, "u0", k=2, exclude=",".join(first), explain="true")
     assert not set(first) & set(ids(got))
-    seen = {h["item_id"] for h in client.get("/users/u0/history").json()["items"]}
+    seen = {h["item_id"] for h in client.get("/users/u0/history", headers=KEY).json()["items"]}
     for it in got["items"]:
         assert it["because"]
         assert {h["item_id"] for h in it["history"]} <= seen
 
 
 def test_similar_users(client):
-    got = client.get("/users/u0/similar", params={"k": 5}).json()
+    got = client.get("/users/u0/similar", params={"k": 5}, headers=KEY).json()
     assert len(got["users"]) == 5
     assert all(int(u["user_id"][1:]) % 2 == 0 for u in got["users"])  # space users
-    assert client.get("/users/ghost/similar").status_code == 404
+    assert client.get("/users/ghost/similar", headers=KEY).status_code == 404
 
 
 @pytest.mark.parametrize("case", [
@@ -155,10 +156,10 @@ def test_similar_users(client):
     ("post", "/events", {"user_id": "u0", "item_id": "nope"}, KEY, 404),
     ("post", "/items", {"item_id": "x"}, KEY, 422),
     ("post", "/items", {"item_id": "x", "title": "t"}, {}, 401),
-    ("get", "/users/u0/recommendations?k=0", None, {}, 422),
-    ("get", "/users/u0/recommendations?k=101", None, {}, 422),
-    ("get", "/users/u0/recommendations?k=abc", None, {}, 422),
-    ("get", "/items/none/similar", None, {}, 404),
+    ("get", "/users/u0/recommendations?k=0", None, KEY, 422),
+    ("get", "/users/u0/recommendations?k=101", None, KEY, 422),
+    ("get", "/users/u0/recommendations?k=abc", None, KEY, 422),
+    ("get", "/items/none/similar", None, KEY, 404),
     ("get", "/no/such/route", None, {}, 404),
     ("delete", "/events", None, KEY, 405),
     ("post", "/admin/reload", None, {}, 401),
@@ -221,11 +222,13 @@ def test_id_model_path(ease_dir, tmp_path):
     with make_client(ease_dir, tmp_path) as c:
         got = recs(c, "u0", k=2, explain="true")  # u0 has two unseen space items
         assert all(i.startswith("s") for i in ids(got)) and got["items"][0]["because"]
+        assert [it["score"] for it in got["items"]] == [
+            it["score"] for it in recs(c, "u0", k=2)["items"]]  # explain keeps the score
         r = c.post("/items", json={"item_id": "zz", "title": "galaxy"}, headers=KEY)
         assert r.status_code == 201 and r.json()["indexed"] is False
-        r = c.get("/users/u0/recommendations", params={"query": "galaxy"})
+        r = c.get("/users/u0/recommendations", params={"query": "galaxy"}, headers=KEY)
         assert r.status_code == 422 and "text model" in r.json()["detail"]
-        assert c.get("/items/s1/similar", params={"k": 2}).status_code == 200
+        assert c.get("/items/s1/similar", params={"k": 2}, headers=KEY).status_code == 200
 
 
 def test_hot_reload_keeps_answering(client, ease_dir):
@@ -234,7 +237,7 @@ def test_hot_reload_keeps_answering(client, ease_dir):
 
     def hammer() -> None:
         while not stop.is_set():
-            r = client.get("/users/u0/recommendations", params={"k": 3})
+            r = client.get("/users/u0/recommendations", params={"k": 3}, headers=KEY)
             if r.status_code != 200:
                 errors.append(r.status_code)
 
@@ -250,3 +253,43 @@ def test_hot_reload_keeps_answering(client, ease_dir):
     assert client.get("/health").json()["model"] == "ease"
     bad = client.post("/admin/reload", json={"model_dir": "/no/such/dir"}, headers=KEY)
     assert bad.status_code == 422 and client.get("/health").json()["model"] == "ease"
+
+
+@pytest.mark.parametrize("user,params", [("u0", {}), ("u1", {"query": "baking bread"}),
+                                         ("nobody", {}), ("nobody", {"query": "galaxy"})])
+def test_explain_keeps_the_ranking_score(client, user, params):
+    plain = recs(client, user, k=8, **params)["items"]
+    explained = recs(client, user, k=8, explain="true", **params)["items"]
+    assert [(it["item_id"], it["score"]) for it in explained] == [
+        (it["item_id"], it["score"]) for it in plain]
+    scores = [it["score"] for it in explained]
+    assert scores == sorted(scores, reverse=True)
+    assert all(it["because"] for it in explained)
+
+
+def test_explained_deltas_are_the_score_drops_of_the_shorter_history(client):
+    """A cited item's delta is what the score loses when the item is left out: measured
+    against a second user whose history is the same minus that item."""
+    hist = ["s0", "s1", "s2", "s3", "s4"]
+    post = [{"user_id": "full", "item_id": i, "timestamp": 2_000_000 + 60 * t}
+            for t, i in enumerate(hist)]
+    assert client.post("/events", json=post, headers=KEY).status_code == 201
+    got = recs(client, "full", k=3, explain="true")
+    top = got["items"][0]
+    assert top["explained_score"] == pytest.approx(top["score"], abs=1e-4)
+    cited = top["history"][0]
+    assert cited["item_id"] in hist and cited["delta"] > 0
+    less = [e for e in post if e["item_id"] != cited["item_id"]]
+    for e in less:
+        e["user_id"] = "less"
+    assert client.post("/events", json=less, headers=KEY).status_code == 201
+    other = recs(client, "less", k=16)
+    score = {it["item_id"]: it["score"] for it in other["items"]}[top["item_id"]]
+    assert top["score"] - score == pytest.approx(cited["delta"], abs=1e-4)
+    # and the cached explanation follows a new event (the history changed)
+    client.post("/events", json={"user_id": "full", "item_id": "s5",
+                                 "timestamp": 2_000_000 + 600}, headers=KEY)
+    again = recs(client, "full", k=3, explain="true")
+    assert [it["score"] for it in again["items"]] == [
+        it["score"] for it in recs(client, "full", k=3)["items"]]
+    assert again["items"] != got["items"]

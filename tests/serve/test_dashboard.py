@@ -25,10 +25,14 @@ def server(m6_dir, tmp_path, live_server):
 
 def test_cli_serve_answers(server):
     h = httpx.get(server.url + "/health").json()
-    assert h["model"] == "m6"
+    assert h["model"] == "m6" and h["reads_need_key"] and "model_dir" not in h
+    assert httpx.get(server.url + "/users/u0/history").status_code == 401
     r = httpx.post(server.url + "/events", json={"user_id": "u0", "item_id": "s1"},
                    headers={"X-API-Key": "wrong"})
     assert r.status_code == 401
+    server.stop()  # the start-up lines name the address and the model
+    err = server.proc.stderr.read().decode()
+    assert f"m6rec serve: {server.url} (dashboard" in err and "model m6 from" in err, err
 
 
 def test_dashboard_in_headless_chromium(server, tmp_path):
@@ -44,10 +48,11 @@ def test_dashboard_in_headless_chromium(server, tmp_path):
             page = browser.new_page()
             page.goto(server.url + "/dashboard")
             page.wait_for_selector("#info:has-text('model m6')")
-            page.fill("#user", "u0")
-            page.fill("#apikey", server.api_key)
-            page.click("#show")
-            page.wait_for_selector("#recs li")
+            page.wait_for_selector("#keyform:not([hidden])")  # asked once, for reads too
+            page.fill("#keyinput", server.api_key)
+            page.click("#keysave")
+            page.wait_for_selector("#recs li")  # the first user, shown without "Show"
+            assert page.input_value("#user") == "u0"
             first = page.locator("#recs li").first
             first_id = first.get_attribute("data-item-id")
             why = first.locator(".why").inner_text()

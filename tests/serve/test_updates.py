@@ -136,5 +136,6 @@ def test_service_updates_in_the_background_and_reports_them(ease_dir, tmp_path):
         assert gauge("model_update_pending_events") == 0
         assert gauge("model_update_lag_seconds") == 0
         assert client.get("/health").json()["model_version"] == 1
-        got = client.get("/users/u3/recommendations", params={"k": 5}).json()
+        got = client.get("/users/u3/recommendations", params={"k": 5},
+                         headers=KEY).json()
         assert not {f"k{k}" for k in range(4)} & {i["item_id"] for i in got["items"]}

@@ -36,6 +36,17 @@ def test_iter_events_pages_through_everything(store):
         f"i{k}" for k in range(20, 25)]
 
 
+def test_item_counts_after_an_offset_match_the_log(store):
+    from m6rec.storage.base import Store
+
+    assert store.item_counts() == ({}, 0)
+    ids = store.add_events([ev("u", f"i{k % 3}", float(k)) for k in range(10)])
+    assert store.item_counts() == ({"i0": 4, "i1": 3, "i2": 3}, ids[-1])
+    assert store.item_counts(ids[6]) == ({"i1": 1, "i2": 1, "i0": 1}, ids[-1])
+    assert store.item_counts(ids[-1]) == ({}, ids[-1])
+    assert Store.item_counts(store, ids[6]) == store.item_counts(ids[6])  # the generic loop
+
+
 def test_events_survive_reopening(store_url):
     s = open_store(store_url)
     s.add_events([ev("u", "x", 5.0)])

@@ -13,7 +13,7 @@ items that raised the score. A template writes the sentence (no generative LM is
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -57,8 +57,8 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict; ``because`` (the sentence) and ``shared_categories`` are kept
         under the names the service and the CLI used before."""
-        d = asdict(self)
-        d["because"] = self.sentence
+        d = {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: fast, and
+        d["because"] = self.sentence  # the lists are built fresh per explanation anyway
         d["shared_categories"] = [c["name"] for c in self.categories]
         return d
 
@@ -119,8 +119,15 @@ class Explainer:
                                 sentence="Popular with other users.")
                     for i, s in zip(items, sc, strict=True)]
         hist, contrib, full = self.contributions(history, items)
+        return self.from_contributions(items, hist, contrib, full)
+
+    def from_contributions(self, items: np.ndarray, hist: np.ndarray, contrib: np.ndarray,
+                           full: np.ndarray) -> list[Explanation]:
+        """One `Explanation` per item from leave-one-out drops measured elsewhere: tested
+        history items ``hist`` [m], score drops ``contrib`` [m, k] and full-history scores
+        ``full`` [k] (what `contributions` returns; the service measures them in batches)."""
         return [self._one(int(i), hist, contrib[:, col], float(full[col]))
-                for col, i in enumerate(items)]
+                for col, i in enumerate(np.asarray(items, dtype=np.int64))]
 
     def contributions(self, history: np.ndarray, items: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

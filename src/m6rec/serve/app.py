@@ -28,10 +28,15 @@ REASONS = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not 
 
 
 def build_engine(settings: ServeSettings, store: Store, model_dir: Path | None = None) -> Engine:
+    from m6rec.serve.snapshot import default_path
+
+    snapshot = (Path(settings.snapshot) if settings.snapshot
+                else None if settings.snapshot == "" else default_path(settings.db))
     return Engine(model_dir or settings.model_dir, store, data=settings.data,
                   index=settings.index, faiss_threshold=settings.faiss_threshold,
                   pseudonymise_key=settings.pseudonymise_key,
-                  history_limit=settings.history_limit, query_weight=settings.query_weight)
+                  history_limit=settings.history_limit, query_weight=settings.query_weight,
+                  explain_history=settings.explain_history, snapshot=snapshot)
 
 
 class Metrics:
@@ -87,6 +92,7 @@ class Measure:
             return await self.app(scope, receive, send)
         t0 = time.perf_counter()
         status = 500
+        where = scope.get("path"), scope.get("root_path", "")  # a mount rewrites them
 
         async def send_status(message):
             nonlocal status
@@ -98,10 +104,24 @@ class Measure:
             await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            path = getattr(route, "path", None) or _route_label(scope, *where)
             method = scope.get("method", "")
             self.metrics.requests.labels(method, path, str(status)).inc()
             self.metrics.latency.labels(method, path).observe(time.perf_counter() - t0)
+
+
+def _route_label(scope, path: str, root_path: str) -> str:
+    """The route template of a request that FastAPI did not tag (Starlette's own routes:
+    ``/openapi.json``, mounted static files): the first route that matches it fully; else
+    ``unmatched`` (so a scan of random paths adds one label, not one per path)."""
+    from starlette.routing import Match
+
+    app = scope.get("app")
+    scope = {**scope, "path": path, "root_path": root_path}
+    for route in getattr(app, "routes", ()):
+        if route.matches(scope)[0] == Match.FULL:
+            return getattr(route, "path", "unmatched")
+    return "unmatched"
 
 
 class BodyLimit:
@@ -151,6 +171,13 @@ def error(status: int, detail: object) -> JSONResponse:
     return JSONResponse({"error": REASONS.get(status, "error"), "detail": detail}, status)
 
 
+def _save_snapshot(engine: Engine) -> None:
+    try:
+        engine.save_snapshot()
+    except OSError as e:  # a read-only folder: starts replay the whole log, nothing else
+        log.warning("snapshot not written: %s", e)
+
+
 def swap_engine(app, old, new) -> None:
     """Serve ``new`` instead of ``old`` (an online update): one assignment, under the lock a
     hot reload takes, and only if ``old`` still serves (a reload meanwhile wins)."""
@@ -185,8 +212,11 @@ def share_the_interpreter(seconds: float) -> None:
     sys.setswitchinterval(seconds)
 
 
-def create_app(settings: ServeSettings | None = None) -> FastAPI:
-    """The service for ``settings`` (read from the environment when None)."""
+def create_app(settings: ServeSettings | None = None, on_ready=None) -> FastAPI:
+    """The service for ``settings`` (read from the environment when None); ``on_ready(info)``
+    is called once the model is loaded (the CLI prints the address and the model)."""
+    from fastapi.staticfiles import StaticFiles
+
     from m6rec.serve.routers import events, items, system, users
 
     settings = settings or ServeSettings()
@@ -201,7 +231,16 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             app.state.engine = await anyio.to_thread.run_sync(build_engine, settings, store)
             settle_heap()
             share_the_interpreter(settings.switch_interval)
-            log.info("m6rec serve: %s", app.state.engine.info())
+            # the log as of now, so the next start or reload replays only what follows
+            threading.Thread(target=_save_snapshot, args=(app.state.engine,),
+                             name="m6rec-snapshot", daemon=True).start()
+            if app.state.engine.text_mode:  # load the text encoder off the request path, so
+                threading.Thread(target=lambda e=app.state.engine: e.encoder,  # the first
+                                 name="m6rec-encoder", daemon=True).start()  # post is fast
+            info = {**app.state.engine.info(), "model_dir": str(app.state.engine.model_dir)}
+            log.info("m6rec serve: %s", info)
+            if on_ready is not None:
+                on_ready(info)
             spec = UpdateSpec.parse(settings.update)
             if spec is not None:
                 app.state.updates = OnlineUpdates(spec, lambda: app.state.engine,
@@ -214,10 +253,14 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             engine, app.state.engine = getattr(app.state, "engine", None), None
             if engine is not None:
                 engine.close()
+                _save_snapshot(engine)
             store.close()
 
     app = FastAPI(title="m6rec", version=_version(), lifespan=lifespan,
-                  description="Real-time recommendations from the live event log and item text.")
+                  docs_url=None, redoc_url=None,  # served offline by routers/system.py
+                  description="Real-time recommendations from the live event log and item text. "
+                              "Writes need the API key in `X-API-Key`; with a key configured, "
+                              "data reads need it or the read-only key.")
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.engine = None
@@ -225,6 +268,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.swap_lock = threading.Lock()
     for r in (events.router, items.router, users.router, system.router):
         app.include_router(r)
+    app.mount(system.DOCS_ASSETS, StaticFiles(directory=system.docs_assets_dir()),
+              name="api-docs-assets")
+    app.mount("/static", StaticFiles(directory=system.STATIC), name="static")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

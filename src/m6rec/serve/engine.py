@@ -71,6 +71,13 @@ class Engine:
     history_limit : newest stored events read per user
     user_cache : most user vectors kept (vector models): a user's vector is reused while their
         history (and the item table) is unchanged, so repeated requests skip the encoder
+    explain_cache : most users whose leave-one-out vectors are kept (vector models, for
+        ``explain``), under the same key as the user-vector cache
+    snapshot : file of the log-derived state (`m6rec.serve.snapshot`): read at start (only
+        the log after its offset is replayed), written by `save_snapshot`
+    explain_history : vector models: the newest this many history items are tested by
+        leave-one-out (each removal is one more user encoding per request; the model still
+        reads its whole window)
     query_weight, query_decay, query_attributes : free-text requests, as in
         `m6rec.recommend`: ``z(user scores) + query_weight * z(request match)``, turns weighted
         ``query_decay ** age``, the match mixing item text and categories (``query_attributes``)
@@ -80,7 +87,9 @@ class Engine:
                  index: str = "auto", faiss_threshold: int = 50_000,
                  pseudonymise_key: str | None = None, history_limit: int = 500,
                  query_weight: float = 1.0, query_decay: float = 0.5,
-                 query_attributes: float = 0.5, user_cache: int = 100_000):
+                 query_attributes: float = 0.5, user_cache: int = 100_000,
+                 explain_cache: int = 2048, explain_history: int = 20,
+                 snapshot: str | Path | None = None):
         from m6rec.config import Settings
         from m6rec.data import load_dataset
         from m6rec.models.io import load_model_dir
@@ -127,6 +136,10 @@ class Engine:
         self._vocab_lm: dict[str, np.ndarray] = {}
         self._user_cache: OrderedDict[str, tuple[bytes, np.ndarray]] = OrderedDict()
         self._user_cache_size = int(user_cache)
+        self._loo_cache: OrderedDict[str, tuple[bytes, np.ndarray, np.ndarray, dict]] = (
+            OrderedDict())
+        self._loo_cache_size = int(explain_cache)
+        self.explain_history = int(explain_history)
         self._cache_lock = threading.Lock()
         self._vectors_version = 0  # bumped when a catalogue item's vector changes
         self.cache_hits = self.cache_misses = 0
@@ -139,10 +152,36 @@ class Engine:
                 self._lm = np.array(self.model.item_text_, dtype=np.float32, copy=True)
         for it in store.all_items():  # items posted earlier (also by other replicas)
             self._apply_item(it)
-        for e in store.iter_events():
-            pos = self.item_pos.get(e.item_id)
+        self.snapshot_path = snapshot
+        self._log_counts: dict[str, int] = {}  # events per item in the log (popularity's part)
+        self._replay(store)
+
+    def _replay(self, store: Store) -> None:
+        """Events per item from the snapshot (when valid) plus the log after its offset (one
+        aggregate query), into ``popularity``."""
+        from m6rec.serve import snapshot
+
+        snap = snapshot.load(self.snapshot_path, store)
+        offset, counts = snap if snap is not None else (0, {})
+        tail, self.events_seen = store.item_counts(offset)
+        for item_id, count in tail.items():
+            counts[item_id] = counts.get(item_id, 0) + count
+        self._log_counts = counts
+        self.snapshot_offset = offset
+        for item_id, count in counts.items():
+            pos = self.item_pos.get(item_id)
             if pos is not None:
-                self.popularity[pos] += 1
+                self.popularity[pos] += count
+
+    def save_snapshot(self) -> None:
+        """Write the log-derived state with the offset it covers (no-op without a path)."""
+        from m6rec.serve import snapshot
+
+        if self.snapshot_path is None:
+            return
+        with self._lock:
+            offset, counts = self.events_seen, dict(self._log_counts)
+        snapshot.save(self.snapshot_path, self.store, offset, counts)
 
     # -- vectors -----------------------------------------------------------------------------
     def _init_vectors(self, index: str, faiss_threshold: int) -> None:
@@ -181,6 +220,7 @@ class Engine:
                                                             threading.Lock())
             new._batchers, new._closed = {}, False
             new._user_cache, new.cache_hits, new.cache_misses = OrderedDict(), 0, 0
+            new._loo_cache = OrderedDict()
             new._explainer, new._categories_cache = None, None
             if self.vector_mode:
                 new._init_vectors(self._index_kind, self._faiss_threshold)
@@ -218,7 +258,7 @@ class Engine:
             fresh = self._user_vectors(self._stack([rows[x][1:] for x in miss]))
             with self._cache_lock:
                 for x, v in zip(miss, fresh, strict=True):
-                    vecs[x] = v
+                    vecs[x] = v = v.copy()  # not a view that keeps the whole batch alive
                     if self._user_cache_size > 0:
                         self._user_cache[rows[x][0]] = (keys[x], v)
                         self._user_cache.move_to_end(rows[x][0])
@@ -294,8 +334,11 @@ class Engine:
             rows += mine
         if rows:
             ids = self.store.add_events(rows)
-            for e in rows:
-                self.popularity[self.item_pos[e.item_id]] += 1
+            with self._lock:
+                for e in rows:
+                    self.popularity[self.item_pos[e.item_id]] += 1
+                    self._log_counts[e.item_id] = self._log_counts.get(e.item_id, 0) + 1
+                self.events_seen = max(self.events_seen, max(ids))
             for j, a, b in spans:
                 out[j] = ids[a:b]
         return out
@@ -513,6 +556,7 @@ class Engine:
         if hist and self.vector_mode:
             users = self._cached_user_vectors([(r.user_id, u, it, ts, ev)
                                                for _, r, u, it, ts, ev, _ in hist])
+            user_vec = {row[0]: users[x] for x, row in enumerate(hist)}
             plain = [x for x, row in enumerate(hist) if not row[1].turns]
             if plain:
                 ids, scores = self.index.search(users[plain], max(hist[x][1].k for x in plain),
@@ -537,6 +581,13 @@ class Engine:
             ids, scores = topk(s, max(r.k for _, r, *_ in hist))
             for x, (j, r, *_rest) in enumerate(hist):
                 found[j] = ("history", ids[x, :r.k], scores[x, :r.k], "")
+        loo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if hist and self.vector_mode:  # leave-one-out vectors of every explained history
+            asked = [row for row in hist if row[1].explain]
+            for row, got in zip(asked, self._leave_one_out(
+                    [(r.user_id, u, it, ts, ev) for _, r, u, it, ts, ev, _ in asked]),
+                    strict=True):
+                loo[row[0]] = got
         n = len(self.item_ids)
         for j, r, u, _, _, _, ex in rows:
             if j in found:
@@ -563,7 +614,8 @@ class Engine:
                          for i, s in zip(ids, scores, strict=True)]
             if r.explain:
                 whys = self._explain(strategy, items, ids, r.turns,
-                                     match.get(r.turns) if r.turns else None)
+                                     match.get(r.turns) if r.turns else None,
+                                     (user_vec[j], *loo[j]) if j in loo else None)
                 for it, why in zip(items_out, whys, strict=True):
                     it.update(why)
             out[j] = {"user_id": r.user_id, "strategy": strategy, "items": items_out}
@@ -631,10 +683,65 @@ class Engine:
             self._explainer = ex
         return self._explainer
 
+    def _leave_one_out(self, rows: list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]
+                       ) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+        """(tested history items [m], user vectors without each of them [m, d], memo of the
+        finished explanations) for
+        (user_id, index, items, timestamps, event codes) rows: the newest ``m`` items (the
+        explainer's ``max_history``, the model's ``max_len``) are each removed in turn from
+        exactly the history the ranking encoded (profile, times and event types kept);
+        ``m`` is at most ``explain_history``.
+
+        For a dot-product model these vectors explain any item: a drop is
+        ``(user - loo) @ item``. All missing users' rows go through the encoder in one batch;
+        the result is cached per user under the key of the user-vector cache (the whole
+        history, the item-table version and size) plus the model version, so a repeated
+        request skips the encoder and a new event or a model update recomputes it; the
+        memo keeps each item's finished explanation under the same key."""
+        table_key = (f"loo:{self.model_version}:{self._vectors_version}:"
+                     f"{len(self._table)}").encode()
+        keys = [_digest(table_key, u, items, ts, ev) for _, u, items, ts, ev in rows]
+        out: list[Any] = [None] * len(rows)
+        with self._cache_lock:
+            for x, (uid, *_rest) in enumerate(rows):
+                hit = self._loo_cache.get(uid)
+                if hit is not None and hit[0] == keys[x]:
+                    self._loo_cache.move_to_end(uid)
+                    out[x] = hit[1:]
+        miss = [x for x, o in enumerate(out) if o is None]
+        if not miss:
+            return out
+        m_max = max(1, min(self.explainer.max_history, self.explain_history))
+        batch: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        spans: list[tuple[int, np.ndarray, int, int]] = []
+        for x in miss:
+            _, u, items, ts, ev = rows[x]
+            n = len(items)
+            start = len(batch)
+            for j in range(max(0, n - m_max), n):
+                keep = np.arange(n) != j
+                batch.append((u, items[keep], ts[keep], ev[keep]))
+            spans.append((x, items[max(0, n - m_max):], start, len(batch)))
+        vecs = self._user_vectors(self._stack(batch))
+        with self._cache_lock:
+            for x, tested, a, b in spans:
+                # a copy: a slice would keep the encoder's whole [rows, L, d] output alive
+                out[x] = (tested, vecs[a:b].copy(), {})
+                if self._loo_cache_size > 0:
+                    self._loo_cache[rows[x][0]] = (keys[x], *out[x])
+                    self._loo_cache.move_to_end(rows[x][0])
+            while len(self._loo_cache) > self._loo_cache_size:
+                self._loo_cache.popitem(last=False)
+        return out
+
     def _explain(self, strategy: str, history: np.ndarray, ids: np.ndarray,
-                 turns: tuple[str, ...], match: np.ndarray | None) -> list[dict[str, Any]]:
-        """Per item: the `m6rec.explain.Explanation` fields (``because`` = its sentence);
-        with a request, its match and the request in the sentence."""
+                 turns: tuple[str, ...], match: np.ndarray | None,
+                 loo: tuple[np.ndarray, np.ndarray, np.ndarray, dict] | None = None
+                 ) -> list[dict[str, Any]]:
+        """Per item: the `m6rec.explain.Explanation` fields (``because`` = its sentence, the
+        explanation's own score as ``explained_score``: ``score`` stays the ranking score);
+        with a request, its match and the request in the sentence. ``loo``: (user vector,
+        tested history items, leave-one-out vectors, memo) of a vector model's user."""
         from m6rec.recommend import request_sentence
 
         if strategy == "popular":
@@ -645,13 +752,28 @@ class Engine:
                      "history": []} for _ in ids]
         out: list[dict[str, Any]] = [{} for _ in ids]
         if strategy in ("history", "history+query"):
-            hist = history if self.vector_mode else history[history < self.n_base]
-            ok = ids < self.n_base if not self.vector_mode else np.ones(len(ids), bool)
-            for x, e in zip(np.flatnonzero(ok), self.explainer.explain(hist, ids[ok]),
-                            strict=True):
-                out[x] = e.to_dict()
-            for x in np.flatnonzero(~ok):
-                out[x] = {"because": "", "method": "none", "history": []}
+            if loo is not None:
+                user, tested, without, memo = loo
+                version = self._categories_version  # titles and categories the text names
+                todo = np.array([i for i in ids if (int(i), version) not in memo], np.int64)
+                if len(todo):
+                    vecs = self.index.vectors(todo)
+                    full = vecs @ user
+                    drops = (full[None, :] - without @ vecs.T).astype(np.float32)
+                    if len(memo) > 1000:  # a long-lived user: start over
+                        memo.clear()
+                    for i, e in zip(todo, self.explainer.from_contributions(
+                            todo, tested, drops, full), strict=True):
+                        memo[int(i), version] = _explained(e)
+                out = [dict(memo[int(i), version]) for i in ids]  # callers add keys
+            else:
+                hist = history if self.vector_mode else history[history < self.n_base]
+                ok = ids < self.n_base if not self.vector_mode else np.ones(len(ids), bool)
+                for x, e in zip(np.flatnonzero(ok), self.explainer.explain(hist, ids[ok]),
+                                strict=True):
+                    out[x] = _explained(e)
+                for x in np.flatnonzero(~ok):
+                    out[x] = {"because": "", "method": "none", "history": []}
         if turns:
             for x, i in enumerate(ids):
                 d = out[x]
@@ -712,13 +834,25 @@ class Engine:
              "timestamp": None if not np.isfinite(t) else float(t)}
             for i, t in zip(items[::-1], ts[::-1], strict=True)]}
 
+    def list_users(self, offset: int = 0, limit: int = 20) -> dict[str, Any]:
+        """Training users' ids, in dataset order (``offset``, ``limit``)."""
+        ids = self.dataset.user_ids
+        return {"users": [str(u) for u in ids[offset:offset + limit]], "total": len(ids)}
+
     def info(self) -> dict[str, Any]:
-        return {"model": self.model_name, "model_dir": str(self.model_dir),
-                "dataset": self.dataset.name, "items": len(self.item_ids),
+        """What is served (no file-system paths: `/health` shows it to anyone)."""
+        return {"model": self.model_name, "dataset": self.dataset.name, "items": len(self.item_ids),
                 "users": self.dataset.n_users,
                 "index": self.index.kind if self.vector_mode else "dense-scores",
                 "reads_text": self.text_mode, "loaded_at": self.loaded_at,
                 "model_version": self.model_version}
+
+
+def _explained(e: Any) -> dict[str, Any]:
+    """An `Explanation` as the service sends it: its score under ``explained_score``."""
+    d = e.to_dict()
+    d["explained_score"] = d.pop("score")
+    return d
 
 
 def _digest(prefix: bytes, u: int, *arrays: np.ndarray) -> bytes:

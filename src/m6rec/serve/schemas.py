@@ -1,4 +1,4 @@
-"""Wire schemas (the only pydantic models of the service)."""
+"""Wire schemas (the only pydantic models of the service), and the one rule for ids."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Id = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")
+ID_MAX_LENGTH = 256
+#: User and item ids: 1 to 256 characters from ``A-Z a-z 0-9 _ - . : @ + = ~``, not starting
+#: with ``.``. No ``/`` (a path separator even when percent-encoded), no ``,`` (``exclude``
+#: separates ids with it), no space and no control character; so every id that can be
+#: written is one path segment that reads back unchanged (and never ``.`` or ``..``).
+ID_PATTERN = r"^[A-Za-z0-9_@:+=~-][A-Za-z0-9_.@:+=~-]{0,255}$"
+ID_RULE = ("1 to 256 characters from A-Z a-z 0-9 _ - . : @ + = ~, not starting with '.' "
+           "(no '/', ',', spaces or control characters)")
+MAX_K = 100  # the largest list length any read answers (`ServeSettings.max_k` may lower it)
+Id = Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN, description=ID_RULE)
 
 
 class EventIn(BaseModel):
@@ -16,13 +25,14 @@ class EventIn(BaseModel):
     user_id: str = Id
     item_id: str = Id
     type: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
-    timestamp: float | None = Field(None, ge=0, le=1e11)
+    timestamp: float | None = Field(None, ge=0, le=1e11, allow_inf_nan=False,
+                                    description="Unix seconds, 0 to 1e11 (finite).")
 
-    @field_validator("timestamp")
+    @field_validator("timestamp", mode="before")
     @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("timestamp must be a finite number")
+    def _finite(cls, v: object) -> object:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"timestamp must be a finite number of unix seconds, not {v}")
         return v
 
 
@@ -80,8 +90,11 @@ class Relation(BaseModel):
 
 class RecItem(BaseModel):
     item_id: str
-    score: float
+    score: float = Field(description="the ranking score (the same with or without explain)")
     title: str
+    explained_score: float | None = Field(
+        None, description="explain: the score of the history the explanation tested, from "
+                          "which each cited item's delta is measured")
     because: str | None = Field(None, description="the explanation as a sentence")
     method: str | None = Field(None, description="leave-one-out | profile | query | none")
     shared_categories: list[str] | None = None
@@ -121,6 +134,11 @@ class HistoryItem(BaseModel):
 class History(BaseModel):
     user_id: str
     items: list[HistoryItem]
+
+
+class UserList(BaseModel):
+    users: list[str] = Field(description="user ids of the training data, in dataset order")
+    total: int
 
 
 class ProfileIn(BaseModel):

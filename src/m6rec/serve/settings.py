@@ -26,15 +26,31 @@ class ServeSettings:
         Dataset spec for training histories and titles; default: the one the model was trained on
         (``meta.json``'s ``data_spec``) (``M6REC_DATA``).
     api_key : str or None
-        Required in ``X-API-Key`` by every write endpoint (``M6REC_API_KEY``); with none set, writes
-        are refused.
+        The key (header ``X-API-Key``) that may read and write (``M6REC_API_KEY``); with none
+        set, writes are refused (403).
+    read_key : str or None
+        A second key that may read but not write (``M6REC_READ_KEY``; a write with it gets
+        403). With either key set, every data read (per-user endpoints, similar items, the
+        user list) needs one of them (401 without); with neither set, reads are open.
+        ``/health``, the API docs, the dashboard page and static files are always public.
+    keyed_metrics : bool
+        ``/metrics`` needs a key too (``M6REC_KEYED_METRICS=1``; default: public).
     pseudonymise_key : str or None
         When set, user ids are replaced by a keyed HMAC-SHA256 at ingestion, so raw ids are never
         stored (``M6REC_PSEUDONYMISE_KEY``).
     max_body_bytes, max_batch, max_k : int
-        Request body limit, most events per batch, largest ``k``.
+        Request body limit, most events per batch, largest ``k`` (at most 100, the
+        schema's bound).
     history_limit : int
         Newest stored events read per user and request.
+    snapshot : str or None
+        File of the log-derived state with the log offset it covers (``M6REC_SNAPSHOT``);
+        a start or reload replays only the log after it. Default (None):
+        ``PATH.snapshot.json`` next to a SQLite store, none for PostgreSQL; ``""``: none.
+    explain_history : int
+        Sequence models: how many of the newest history items ``explain=true`` tests by
+        leave-one-out (``M6REC_EXPLAIN_HISTORY``, default 20; each is one more user encoding
+        the first time a user's history is explained).
     index : str
         ``auto`` (exact below ``faiss_threshold`` items, FAISS HNSW from there), ``exact``, ``faiss``.
     query_weight : float
@@ -53,11 +69,17 @@ class ServeSettings:
     db: str = field(default_factory=lambda: _env("DB", "sqlite:///m6rec-events.db") or "")
     data: str | None = field(default_factory=lambda: _env("DATA"))
     api_key: str | None = field(default_factory=lambda: _env("API_KEY"))
+    read_key: str | None = field(default_factory=lambda: _env("READ_KEY"))
+    keyed_metrics: bool = field(
+        default_factory=lambda: (_env("KEYED_METRICS", "") or "").lower() in ("1", "true", "yes"))
     pseudonymise_key: str | None = field(default_factory=lambda: _env("PSEUDONYMISE_KEY"))
     max_body_bytes: int = 1_000_000
     max_batch: int = 1000
     max_k: int = 100
     history_limit: int = 500
+    snapshot: str | None = field(default_factory=lambda: _env("SNAPSHOT"))
+    explain_history: int = field(
+        default_factory=lambda: int(_env("EXPLAIN_HISTORY", "20") or 20))
     index: str = "auto"
     faiss_threshold: int = 50_000
     query_weight: float = 1.0

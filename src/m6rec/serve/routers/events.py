@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
 from m6rec.serve.batching import BatcherClosed
-from m6rec.serve.deps import EngineDep, SettingsDep, require_api_key
+from m6rec.serve.deps import EngineDep, SettingsDep, WriteKey
 from m6rec.serve.schemas import EventIn, EventsAck
 
 router = APIRouter(tags=["events"])
 
 
 @router.post("/events", status_code=201, response_model=EventsAck,
-             dependencies=[Depends(require_api_key)],
+             dependencies=[WriteKey],
              responses={401: {}, 403: {}, 404: {}, 413: {}, 422: {}})
 async def post_events(body: EventIn | list[EventIn], request: Request,
                 engine: EngineDep,

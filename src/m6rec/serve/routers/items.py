@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
-from m6rec.serve.deps import EngineDep, SettingsDep, check_k, require_api_key
-from m6rec.serve.schemas import ItemAck, ItemIn, SimilarItems
+from m6rec.serve.deps import EngineDep, ReadKey, SettingsDep, WriteKey, check_k
+from m6rec.serve.schemas import (
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    ID_RULE,
+    MAX_K,
+    ItemAck,
+    ItemIn,
+    SimilarItems,
+)
 
 router = APIRouter(tags=["items"])
 
 
 @router.post("/items", status_code=201, response_model=ItemAck,
-             dependencies=[Depends(require_api_key)], responses={401: {}, 403: {}, 422: {}})
+             dependencies=[WriteKey], responses={401: {}, 403: {}, 422: {}})
 def post_item(body: ItemIn, request: Request, engine: EngineDep) -> ItemAck:
     """Store an item with its text; for a text model it is encoded and added to the index before
     this returns, so the next recommendation can already hold it."""
@@ -29,10 +37,12 @@ def post_item(body: ItemIn, request: Request, engine: EngineDep) -> ItemAck:
 
 
 @router.get("/items/{item_id}/similar", response_model=SimilarItems,
-            response_model_exclude_none=True, responses={404: {}, 422: {}})
+            response_model_exclude_none=True, dependencies=[ReadKey],
+            responses={401: {"description": "missing or wrong key"}, 404: {}, 422: {}})
 def similar_items(engine: EngineDep, settings: SettingsDep,
-                  item_id: str = Path(min_length=1, max_length=256),
-                  k: int = Query(10, ge=1)) -> dict:
+                  item_id: str = Path(min_length=1, max_length=ID_MAX_LENGTH,
+                                      pattern=ID_PATTERN, description=ID_RULE),
+                  k: int = Query(10, ge=1, le=MAX_K)) -> dict:
     """Items closest to this one (cosine of item vectors, or of co-interactions for ID models)."""
     check_k(k, settings)
     return engine.similar_items(item_id, k)

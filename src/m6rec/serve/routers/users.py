@@ -5,27 +5,47 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import StringConstraints
 
 from m6rec.serve.batching import BatcherClosed
-from m6rec.serve.deps import EngineDep, SettingsDep, check_k, require_api_key
+from m6rec.serve.deps import EngineDep, ReadKey, SettingsDep, WriteKey, check_k
 from m6rec.serve.engine import RecRequest
-from m6rec.serve.schemas import History, ProfileIn, Recommendations, SimilarUsers
+from m6rec.serve.schemas import (
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    ID_RULE,
+    MAX_K,
+    History,
+    ProfileIn,
+    Recommendations,
+    SimilarUsers,
+    UserList,
+)
 
 router = APIRouter(prefix="/users", tags=["users"])
-UserId = Path(min_length=1, max_length=256)
+UserId = Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN, description=ID_RULE)
+K = Query(10, ge=1, le=MAX_K, description="List length.")
+READ = {401: {"description": "missing or wrong key"}, 422: {}}
 Turn = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 
+@router.get("", response_model=UserList, dependencies=[ReadKey], responses=READ)
+def list_users(engine: EngineDep, offset: int = Query(0, ge=0),
+               limit: int = Query(20, ge=1, le=1000)) -> dict:
+    """Ids of the training data's users (to browse; users known only from posted events are
+    not listed)."""
+    return engine.list_users(offset, limit)
+
+
 @router.get("/{user_id}/recommendations", response_model=Recommendations,
-            response_model_exclude_none=True, responses={422: {}})
+            response_model_exclude_none=True, dependencies=[ReadKey], responses=READ)
 async def recommendations(
     engine: EngineDep, settings: SettingsDep,
     user_id: str = UserId,
-    k: int = Query(10, ge=1, description="List length."),
+    k: int = K,
     exclude: str | None = Query(None, max_length=10_000,
                                 description="Comma-separated item ids to leave out."),
     query: Annotated[list[Turn] | None, Query(
@@ -52,22 +72,24 @@ async def recommendations(
     return JSONResponse(result)
 
 
-@router.get("/{user_id}/similar", response_model=SimilarUsers, responses={404: {}, 422: {}})
+@router.get("/{user_id}/similar", response_model=SimilarUsers, dependencies=[ReadKey],
+            responses={**READ, 404: {}})
 def similar_users(engine: EngineDep, settings: SettingsDep, user_id: str = UserId,
-                  k: int = Query(10, ge=1)) -> dict:
+                  k: int = K) -> dict:
     """Users with the most similar item sets (cosine), e.g. for friend or group suggestions."""
     check_k(k, settings)
     return engine.similar_users(user_id, k)
 
 
-@router.get("/{user_id}/history", response_model=History, responses={422: {}})
+@router.get("/{user_id}/history", response_model=History, dependencies=[ReadKey],
+            responses=READ)
 def history(engine: EngineDep, user_id: str = UserId,
             limit: int = Query(50, ge=1, le=1000)) -> dict:
     """The user's newest interactions (training data and stored events), newest first."""
     return engine.user_history(user_id, limit)
 
 
-@router.put("/{user_id}/profile", status_code=204, dependencies=[Depends(require_api_key)],
+@router.put("/{user_id}/profile", status_code=204, dependencies=[WriteKey],
             responses={401: {}, 403: {}, 422: {}})
 def put_profile(body: ProfileIn, engine: EngineDep, user_id: str = UserId) -> None:
     """Store profile text (e.g. ``{"occupation": "chef"}``) for cold-start recommendations."""
