@@ -77,6 +77,24 @@ def _load_one(spec: str, tie_break: str | None = None):
     return datasets[0]
 
 
+def _load_training_data(spec: str, model: str, tie_break: str | None = None):
+    """One dataset, or several combined into one training set (ids namespaced per domain,
+    every item read as text: `m6rec.data.combine`) for a model that reads item text."""
+    from m6rec.config import Settings
+    from m6rec.data import load_datasets
+    from m6rec.registry import get_model_class
+
+    datasets = load_datasets(spec, tie_break=tie_break or Settings().tie_break)
+    if len(datasets) == 1:
+        return datasets[0]
+    if not getattr(get_model_class(model), "reads_text", False):
+        raise ValueError(f"--data {spec!r}: several datasets are trained on together only by "
+                         f"models that read item text (m6, textsim); {model!r} does not")
+    from m6rec.data.combine import combine
+
+    return combine(datasets)
+
+
 # -- commands -------------------------------------------------------------------------------------
 @app.command()
 @cli_errors
@@ -102,7 +120,8 @@ def datasets(
 @app.command()
 @cli_errors
 def train(
-    data: Annotated[str, typer.Option(help="Dataset spec: built-in name or path.")],
+    data: Annotated[str, typer.Option(help="Dataset spec: built-in name or path; a comma list "
+                                      "trains a text model on several domains at once.")],
     model: Annotated[str, typer.Option(help="Registered model name (see `m6rec models`).")],
     out: Annotated[Path, typer.Option(help="Model directory to write.")],
     param: Annotated[list[str] | None, typer.Option(help="Hyper-parameter key=value (repeat).")] = None,
@@ -147,7 +166,7 @@ def train(
 
         resolve_device(device)  # a clear error for a bad or unavailable device
         params["device"] = device
-    ds = _load_one(data, tie_break)
+    ds = _load_training_data(data, model, tie_break)
     mdl = build_model(model, **params)
     con = _console()
     if ray:
@@ -189,11 +208,14 @@ def evaluate(
     from m6rec.models.io import load_model_dir
 
     ds = _load_one(data, tie_break)
-    mdl, meta = load_model_dir(model_dir, ds)
+    split = make_split(ds, protocol)
+    # a text model reading a new catalogue reads it with the training part's interactions
+    # only (textsim's popularity prior counts them): the test items stay unseen
+    mdl, meta = load_model_dir(model_dir, split.train)
     if meta.get("protocol") not in (protocol, None) and meta.get("dataset") == ds.name:
         _console().print(f"[yellow]warning:[/yellow] the model was fitted on protocol "
                          f"{meta.get('protocol')!r}; its training data may hold {protocol!r} test items")
-    res = evaluate_split(mdl, make_split(ds, protocol))
+    res = evaluate_split(mdl, split)
     if as_json:
         typer.echo(json.dumps({"dataset": ds.name, "protocol": protocol, **{
             k: v for k, v in res.items()}}))
