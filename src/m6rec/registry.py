@@ -16,6 +16,7 @@ _MODELS: dict[str, str] = {
     "bpr": "mf:BPR",
     "m6": "m6:M6",
     "textsim": "textsim:TextSim",
+    "opendomain": "opendomain:OpenDomain",
     "m6-compact": "m6rec.compress.compact:CompactM6",
     "m6-onnx": "m6rec.compress.onnx_model:OnnxM6",
     "sasrec": "sasrec:SASRec",

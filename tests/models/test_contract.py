@@ -26,6 +26,7 @@ FAST_PARAMS: dict[str, dict] = {
     "m6": {"encoder": "hashing:32", "hidden": 16, "inner": 16, "n_heads": 1, "epochs": 30,
            "lr": 1e-2, "batch_size": 32},
     "textsim": {"encoder": "hashing:32", "n_recent": 3},
+    "opendomain": {"encoder": "hashing:32", "k": 20},
     "kg": {"hidden": 16, "inner": 16, "epochs": 30, "lr": 1e-2, "batch_size": 32},
     "m6-compact": {"teacher": "m6(encoder=hashing:32,hidden=16,inner=16,n_heads=1,epochs=30,"
                               "lr=0.01,batch_size=32)", "table_dtype": "int8",
@@ -45,6 +46,7 @@ BAD_PARAMS: dict[str, dict] = {
     "als": {"factors": 0},
     "bpr": {"iterations": 0},
     "textsim": {"decay": 0.0},
+    "opendomain": {"cooc_decay": 0.0},
 }
 
 # Models with no personalisation: the checkerboard's withheld item cannot come first.
