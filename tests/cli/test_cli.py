@@ -160,3 +160,31 @@ def test_zero_shot_textsim_counts_only_the_training_part(tmp_path):
 
     assert got["ndcg@10"] == pytest.approx(ndcg(split.train))
     assert ndcg(split.dataset) != pytest.approx(ndcg(split.train))  # counting test items shows
+
+
+def test_pretrain_leaves_the_target_out_and_scores_it(tmp_path):
+    a = _domain(tmp_path, "apples", ["red apple", "green apple", "apple pie", "apple juice",
+                                     "cider", "apple tart"])
+    b = _domain(tmp_path, "books", ["crime novel", "poetry", "history book", "cook book",
+                                    "atlas", "comic"])
+    c = _domain(tmp_path, "cars", ["red car", "blue car", "old car", "race car", "van"],
+                n_users=9)
+    out = tmp_path / "open"
+    r = run("pretrain", "--data", f"{a},{b},{c}", "--exclude", "cars", "--param",
+            "encoder=hashing:32", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    info = json.loads((out / "pretrain.json").read_text())
+    assert info["sources"] == ["apples", "books"] and info["left_out"] == ["cars"]
+    assert len(info["grid"]) == 10 and info["cooc_weight"] in {g["cooc_weight"] for g in info["grid"]}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["n_items"] == 12  # the sources' catalogues only
+    r = run("evaluate", "--model-dir", str(out), "--data", str(c), "--json")
+    assert r.exit_code == 0, r.output
+    assert 0.0 <= json.loads(r.stdout)["metrics"]["ndcg@10"] <= 1.0
+    r = run("recommend", "--model-dir", str(out), "--data", str(c), "--user", "u1", "-k", "2",
+            "--json")
+    assert r.exit_code == 0, r.output
+    items = json.loads(r.stdout)["items"]
+    assert [it["item_id"] for it in items] == ["c0"]  # u1 has read the other four cars
+    r = runner.invoke(app, ["pretrain", "--data", str(a), "--exclude", "nope", "--out", "x"])
+    assert r.exit_code == 2 and "not among --data" in r.stderr
