@@ -65,8 +65,12 @@ def main() -> None:
             res[f"{name} in-domain"] = evaluate(m, split.test, ks=(10,))["ndcg@10"]
         rows[target] = res
         print(target, json.dumps(res), flush=True)
+        _write(rows, args, time.perf_counter() - t0)  # after every target: partial runs count
+
+
+def _write(rows: dict, args: argparse.Namespace, seconds: float) -> None:
     out = {"command": "benchmarks/open_domain_lodo.py --data " + args.data, "targets": rows,
-           "seconds": round(time.perf_counter() - t0, 1)}
+           "seconds": round(seconds, 1)}
     d = Path(args.out)
     d.mkdir(parents=True, exist_ok=True)
     (d / "lodo.json").write_text(json.dumps(out, indent=2))
@@ -80,7 +84,7 @@ def main() -> None:
                      f"{r['cooc_decay']:g} | " + " | ".join(cells)
                      + f" | {r['opendomain zero-shot'] / r['textsim']:.2f}x |")
     (d / "lodo.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print("\n".join(lines), flush=True)
     _plot(rows, cols, d / "lodo.png")
 
 
