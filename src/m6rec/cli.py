@@ -77,6 +77,24 @@ def _load_one(spec: str, tie_break: str | None = None):
     return datasets[0]
 
 
+def _load_training_data(spec: str, model: str, tie_break: str | None = None):
+    """One dataset, or several combined into one training set (ids namespaced per domain,
+    every item read as text: `m6rec.data.combine`) for a model that reads item text."""
+    from m6rec.config import Settings
+    from m6rec.data import load_datasets
+    from m6rec.registry import get_model_class
+
+    datasets = load_datasets(spec, tie_break=tie_break or Settings().tie_break)
+    if len(datasets) == 1:
+        return datasets[0]
+    if not getattr(get_model_class(model), "reads_text", False):
+        raise ValueError(f"--data {spec!r}: several datasets are trained on together only by "
+                         f"models that read item text (m6, textsim); {model!r} does not")
+    from m6rec.data.combine import combine
+
+    return combine(datasets)
+
+
 # -- commands -------------------------------------------------------------------------------------
 @app.command()
 @cli_errors
@@ -102,7 +120,8 @@ def datasets(
 @app.command()
 @cli_errors
 def train(
-    data: Annotated[str, typer.Option(help="Dataset spec: built-in name or path.")],
+    data: Annotated[str, typer.Option(help="Dataset spec: built-in name or path; a comma list "
+                                      "trains a text model on several domains at once.")],
     model: Annotated[str, typer.Option(help="Registered model name (see `m6rec models`).")],
     out: Annotated[Path, typer.Option(help="Model directory to write.")],
     param: Annotated[list[str] | None, typer.Option(help="Hyper-parameter key=value (repeat).")] = None,
@@ -147,7 +166,7 @@ def train(
 
         resolve_device(device)  # a clear error for a bad or unavailable device
         params["device"] = device
-    ds = _load_one(data, tie_break)
+    ds = _load_training_data(data, model, tie_break)
     mdl = build_model(model, **params)
     con = _console()
     if ray:
@@ -176,6 +195,76 @@ def train(
 
 @app.command()
 @cli_errors
+def pretrain(
+    data: Annotated[str, typer.Option(help="Source datasets, comma-separated (the target left out).")],
+    out: Annotated[Path, typer.Option(help="Model directory to write.")],
+    exclude: Annotated[str | None, typer.Option(
+        help="Dataset names in --data to leave out (comma list), e.g. the target.")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        help="Other opendomain parameter key=value (repeat).")] = None,
+    max_users: Annotated[int, typer.Option(
+        min=10, help="Validation users per source for the weight choice (seeded sample).")] = 3000,
+    tie_break: Annotated[str | None, typer.Option(help="hash | hash:SALT | file")] = None,
+):
+    """Build the open-domain model from source datasets: encode their catalogues (cached),
+    choose the co-occurrence weight and recency on their validation users (`loo`), save a
+    model that `m6rec evaluate/recommend --data NEW` reads on a new catalogue directly."""
+    import time
+
+    from m6rec.config import Settings
+    from m6rec.data import load_datasets
+    from m6rec.data.combine import combine
+    from m6rec.eval.protocols import make_split
+    from m6rec.models.io import save_model_dir
+    from m6rec.models.opendomain import COOC_DECAYS, COOC_WEIGHTS, OpenDomain, choose_weights
+    from m6rec.text.encoders import progress
+
+    t0 = time.perf_counter()
+    params = parse_params(param)
+    bad = sorted(set(params) & {"cooc_weight", "cooc_decay"})
+    if bad:
+        raise ValueError(f"--param {', '.join(bad)}: chosen on the sources by pretrain")
+    OpenDomain(**params)._check_params()
+    left_out = {s.strip() for s in (exclude or "").split(",") if s.strip()}
+    datasets = load_datasets(data, tie_break=tie_break or Settings().tie_break)
+    unknown = sorted(left_out - {d.name for d in datasets})
+    if unknown:
+        raise ValueError(f"--exclude {', '.join(unknown)}: not among --data "
+                         f"({', '.join(d.name for d in datasets)})")
+    sources = [d for d in datasets if d.name not in left_out]
+    if not sources:
+        raise ValueError("pretrain needs at least one source dataset")
+    con = _console()
+    con.print(f"sources: {', '.join(d.name for d in sources)}"
+              + (f"; left out: {', '.join(sorted(left_out))}" if left_out else ""))
+    splits = []
+    for d in sources:  # encodes each catalogue once (progress on stderr), then reads the cache
+        con.print(f"reading {d.name}: {d.n_items:,} items, {d.n_interactions:,} interactions")
+        split = make_split(d, "loo")
+        vectors = OpenDomain(**{**params, "verbose": True}).fit(split.train).item_text_
+        splits.append((split, vectors))
+    encoded = time.perf_counter() - t0
+    total = len(splits) * len(COOC_WEIGHTS) * len(COOC_DECAYS)
+    with progress(total, "choosing weights on the sources' validation users") as advance:
+        chosen = choose_weights(splits, params=params, max_users=max_users, advance=advance)
+    mixed = sources[0] if len(sources) == 1 else combine(sources)
+    import numpy as np
+
+    model = OpenDomain(**params, cooc_weight=chosen["cooc_weight"],
+                       cooc_decay=chosen["cooc_decay"])
+    model.fit(mixed, vectors=np.concatenate([v for _, v in splits]))
+    seconds = time.perf_counter() - t0
+    save_model_dir(model, out, mixed, data_spec=data, protocol="all", fit_seconds=seconds)
+    (Path(out) / "pretrain.json").write_text(json.dumps(
+        {**chosen, "left_out": sorted(left_out), "max_users": max_users,
+         "encode_seconds": round(encoded, 1), "seconds": round(seconds, 1)}, indent=2))
+    con.print(f"[green]saved[/green] opendomain to {out} (cooc_weight={chosen['cooc_weight']}, "
+              f"cooc_decay={chosen['cooc_decay']}; {seconds:.1f} s, encoding and reading "
+              f"{encoded:.1f} s)")
+
+
+@app.command()
+@cli_errors
 def evaluate(
     model_dir: Annotated[Path, typer.Option(help="A directory written by `m6rec train`.")],
     data: Annotated[str, typer.Option(help="Dataset spec.")],
@@ -189,11 +278,14 @@ def evaluate(
     from m6rec.models.io import load_model_dir
 
     ds = _load_one(data, tie_break)
-    mdl, meta = load_model_dir(model_dir, ds)
+    split = make_split(ds, protocol)
+    # a text model reading a new catalogue reads it with the training part's interactions
+    # only (textsim's popularity prior counts them): the test items stay unseen
+    mdl, meta = load_model_dir(model_dir, split.train)
     if meta.get("protocol") not in (protocol, None) and meta.get("dataset") == ds.name:
         _console().print(f"[yellow]warning:[/yellow] the model was fitted on protocol "
                          f"{meta.get('protocol')!r}; its training data may hold {protocol!r} test items")
-    res = evaluate_split(mdl, make_split(ds, protocol))
+    res = evaluate_split(mdl, split)
     if as_json:
         typer.echo(json.dumps({"dataset": ds.name, "protocol": protocol, **{
             k: v for k, v in res.items()}}))

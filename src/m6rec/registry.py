@@ -15,6 +15,8 @@ _MODELS: dict[str, str] = {
     "als": "mf:ALS",
     "bpr": "mf:BPR",
     "m6": "m6:M6",
+    "textsim": "textsim:TextSim",
+    "opendomain": "opendomain:OpenDomain",
     "m6-compact": "m6rec.compress.compact:CompactM6",
     "m6-onnx": "m6rec.compress.onnx_model:OnnxM6",
     "sasrec": "sasrec:SASRec",

@@ -25,6 +25,8 @@ FAST_PARAMS: dict[str, dict] = {
                   "epochs": 30, "lr": 1e-2, "batch_size": 64},
     "m6": {"encoder": "hashing:32", "hidden": 16, "inner": 16, "epochs": 30,
            "lr": 1e-2, "batch_size": 32},
+    "textsim": {"encoder": "hashing:32", "n_recent": 3},
+    "opendomain": {"encoder": "hashing:32", "k": 20},
     "kg": {"hidden": 16, "inner": 16, "epochs": 30, "lr": 1e-2, "batch_size": 32},
     "m6-compact": {"teacher": "m6(encoder=hashing:32,hidden=16,inner=16,epochs=30,"
                               "lr=0.01,batch_size=32)", "table_dtype": "int8",
@@ -43,6 +45,8 @@ BAD_PARAMS: dict[str, dict] = {
     "puresvd": {"factors": 50},
     "als": {"factors": 0},
     "bpr": {"iterations": 0},
+    "textsim": {"decay": 0.0},
+    "opendomain": {"cooc_decay": 0.0},
 }
 
 # Models with no personalisation: the checkerboard's withheld item cannot come first.

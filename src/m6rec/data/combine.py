@@ -3,7 +3,9 @@
 Each domain keeps its own data; in the combined view every id is namespaced
 (``"{domain}/{id}"``) so items and users of different domains never collide, and catalogue
 columns are renamed to shared roles (``title``, ``categories``, ``year``) so one text template
-reads them all.
+reads them all. An item's text is the same in the combined view as in its own domain (the
+domain is not written into it): a model trained on several domains reads a new domain's
+catalogue exactly as it read its sources, and the encodings cached for one domain serve both.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ def _canonical_items(ds: Dataset) -> pd.DataFrame:
     year = next((c for c in YEAR_COLUMNS if c in items.columns), None)
     if year and year != "year":
         items = items.rename(columns={year: "year"})
-    items["domain"] = ds.name
     return items
 
 

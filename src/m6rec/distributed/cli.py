@@ -56,7 +56,7 @@ def encode_command(dataset: Dataset, encoder: str, budget: int, ray: bool, addre
         device = resolve_device("auto").type
     return {"dataset": dataset.name, **encode_catalogue(
         dataset, encoder, budget=budget, ray=ray, address=address, workers=workers,
-        device=device, batch_size=batch_size)}
+        device=device, batch_size=batch_size, show_progress=True)}
 
 
 def batch_recommend_command(model_dir: Path, dataset: Dataset, out: Path, k: int, ray: bool,

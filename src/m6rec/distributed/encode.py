@@ -74,8 +74,9 @@ def encode_texts_ray(spec: str, texts: list[str], *, workers: int = 2, device: s
 def encode_catalogue(dataset: Dataset, encoder: str = "default", *, budget: int = 200,
                      profiles: bool = True, ray: bool = False, address: str | None = None,
                      workers: int = 2, device: str = "cpu", batch_size: int = 64,
-                     cache: Any = None) -> dict[str, Any]:
-    """Encode ``dataset``'s item (and profile) texts into the cache.
+                     cache: Any = None, show_progress: bool = False) -> dict[str, Any]:
+    """Encode ``dataset``'s item (and profile) texts into the cache (``show_progress``: a bar
+    on a terminal, plain periodic lines otherwise; in one process only).
 
     Returns ``{"texts", "hits", "misses", "encoded", "dim", "seconds", "ray"}``: ``misses``
     counts input texts not cached before, ``encoded`` the distinct texts encoded now.
@@ -91,7 +92,8 @@ def encode_catalogue(dataset: Dataset, encoder: str = "default", *, budget: int 
     todo = list(dict.fromkeys(t for t, f in zip(texts, found, strict=True) if not f))
     dim = int(cached.shape[1]) if cached is not None else None
     if todo and not ray:
-        vecs, _, _ = encode_cached(enc, texts, cache, batch_size=batch_size)
+        vecs, _, _ = encode_cached(enc, texts, cache, batch_size=batch_size,
+                                   show_progress=show_progress)
         dim = int(vecs.shape[1])
     elif todo:
         vecs = encode_texts_ray(encoder, todo, workers=workers, device=device,

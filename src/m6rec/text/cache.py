@@ -19,17 +19,18 @@ is missing, unreadable, of the wrong shape or whose checksum differs is dropped 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from m6rec.text.encoders import Encoder
+from m6rec.text.encoders import Encoder, progress
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shards (
@@ -244,8 +245,11 @@ def encode_cached(encoder: Encoder, texts: Sequence[str], cache: EncodingCache |
     texts : sequence of str
     cache : EncodingCache, optional
         Default: the cache in :func:`default_cache_dir`.
-    batch_size, show_progress
+    batch_size : int
         Passed to ``encoder.encode``.
+    show_progress : bool
+        Report progress over all the misses (`m6rec.text.encoders.progress`: a bar on a
+        terminal, plain periodic lines with texts done / total / rate otherwise).
     chunk_size : int
         Misses are encoded and written in chunks of this many distinct texts, so an interrupted
         run keeps what it finished.
@@ -271,17 +275,41 @@ def encode_cached(encoder: Encoder, texts: Sequence[str], cache: EncodingCache |
         todo.setdefault(texts[i], []).append(int(i))
     pending = list(todo)
     out = cached
-    for s in range(0, len(pending), chunk_size):
-        chunk = pending[s : s + chunk_size]
-        vecs = np.asarray(encoder.encode(chunk, batch_size=batch_size,
-                                         show_progress=show_progress), dtype=np.float32)
-        if out is None:
-            out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
-        elif vecs.shape[1] != out.shape[1]:
-            raise ValueError(f"encoder {name!r} gives {vecs.shape[1]}-d vectors but the cache "
-                             f"holds {out.shape[1]}-d ones under the same name")
-        cache.put(name, chunk, vecs)
-        for t, v in zip(chunk, vecs, strict=True):
-            out[todo[t]] = v
+    with contextlib.ExitStack() as stack:
+        advance = (stack.enter_context(progress(len(pending), f"encoding {name}"))
+                   if show_progress else None)
+        for s in range(0, len(pending), chunk_size):
+            chunk = pending[s : s + chunk_size]
+            vecs = _encode_chunk(encoder, chunk, batch_size, advance)
+            if out is None:
+                out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+            elif vecs.shape[1] != out.shape[1]:
+                raise ValueError(f"encoder {name!r} gives {vecs.shape[1]}-d vectors but the "
+                                 f"cache holds {out.shape[1]}-d ones under the same name")
+            cache.put(name, chunk, vecs)
+            for t, v in zip(chunk, vecs, strict=True):
+                out[todo[t]] = v
     assert out is not None
     return out, n_hits, n_misses
+
+
+def _encode_chunk(encoder: Encoder, texts: list[str], batch_size: int,
+                  advance: Callable[[int], None] | None) -> np.ndarray:
+    """``encoder.encode(texts)``; with ``advance``, in pieces of a few batches, each reported
+    (one progress line over every miss, not one per chunk)."""
+    if advance is None:
+        return np.asarray(encoder.encode(texts, batch_size=batch_size), dtype=np.float32)
+    # the longest texts first, as the encoder itself would sort them: pieces pad as little
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    step = max(1, 4 * batch_size)
+    out: np.ndarray | None = None
+    for s in range(0, len(texts), step):
+        rows = order[s : s + step]
+        vecs = np.asarray(encoder.encode([texts[i] for i in rows], batch_size=batch_size),
+                          dtype=np.float32)
+        if out is None:
+            out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+        out[rows] = vecs
+        advance(len(rows))
+    assert out is not None
+    return out
