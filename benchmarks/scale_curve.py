@@ -62,6 +62,11 @@ def _label(n: int) -> str:
 
 
 def _peak_rss() -> int:
+    """This process's own peak RSS (``VmHWM``: reset by exec, unlike ``ru_maxrss``, which a
+    child inherits from the parent that forked it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -154,7 +159,7 @@ def _naive_eval(model, evalset, k: int = 10) -> tuple[float, float]:
     return time.perf_counter() - t, float(np.mean(ndcg))
 
 
-def worker_reference(d: Path, naive_users: int, seed: int) -> dict:
+def worker_reference(d: Path, naive_users: int, seed: int, all_users: int = 0) -> dict:
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.cpu.bpr import BayesianPersonalizedRanking
     from threadpoolctl import threadpool_limits
@@ -192,7 +197,8 @@ def worker_reference(d: Path, naive_users: int, seed: int) -> dict:
     out["als_ratio"] = out["als_ours_s"] / out["als_implicit_s"]
     out["bpr_ratio"] = out["bpr_ours_s"] / out["bpr_implicit_s"]
 
-    res = evaluate(als, split.test, dataset=None, beyond_accuracy=False)  # every test user
+    every = _sample(split.test, all_users, seed + 2)  # every test user unless capped
+    res = evaluate(als, every, dataset=None, beyond_accuracy=False)
     out.update(eval_all_users=int(res["users"]), eval_all_s=res["eval_seconds"],
                eval_all_ndcg10=res["ndcg@10"], rss_after_eval_all=_peak_rss())
     sub = _sample(split.test, naive_users, seed)
@@ -347,6 +353,8 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=Path("runs/scale/data"))
     ap.add_argument("--eval-users", type=int, default=10000)
     ap.add_argument("--naive-users", type=int, default=1000)
+    ap.add_argument("--all-users", type=int, default=0,
+                    help="cap on the reference job's evaluation of every test user (0 = none)")
     ap.add_argument("--mem-gb", type=float, default=10.0)
     ap.add_argument("--timeout", type=float, default=1200.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -377,7 +385,8 @@ def main() -> None:
         if kind == "load":
             res = worker_load(d, rest[0])
         elif kind == "reference":
-            res = worker_reference(d, int(rest[0]), int(rest[1]))
+            res = worker_reference(d, int(rest[0]), int(rest[1]),
+                                   int(rest[2]) if len(rest) > 2 else 0)
         else:
             res = worker_model(d, rest[0], int(rest[1]), int(rest[2]))
         res.setdefault("status", "ok")
@@ -401,7 +410,8 @@ def main() -> None:
             if label == "load":
                 jobs = [(f"load-{fmt}", ["load", str(d), fmt]) for fmt in ("csv", "parquet")]
             elif label == "reference":
-                jobs = [("reference", ["reference", str(d), str(a.naive_users), str(a.seed)])]
+                jobs = [("reference", ["reference", str(d), str(a.naive_users), str(a.seed),
+                                       str(a.all_users)])]
             else:
                 jobs = [(label, ["model", str(d), label, str(a.eval_users), str(a.seed)])]
             for name, args in jobs:
