@@ -17,6 +17,7 @@ import zlib
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from m6rec.data.dataset import Dataset
@@ -30,8 +31,8 @@ TABLE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq", ".jso
 
 
 # -- bytes and text -------------------------------------------------------------------------------
-def read_text(path: Path) -> str:
-    """Whole file as text: gunzipped when it is gzip, strict UTF-8 (BOM dropped)."""
+def read_bytes(path: Path) -> bytes:
+    """Whole file as bytes: gunzipped when it is gzip; empty files are a `DataError`."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -51,6 +52,11 @@ def read_text(path: Path) -> str:
             raise DataError(path, f"not a valid gzip file (corrupt: {e})") from None
     if not raw.strip():
         raise DataError(path, "file is empty" + (" (only whitespace)" if raw else ""))
+    return raw
+
+
+def decode_text(raw: bytes, path: Path) -> str:
+    """Strict UTF-8 (BOM dropped); a bad byte is a `DataError` naming its line and column."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -61,11 +67,68 @@ def read_text(path: Path) -> str:
     return text.lstrip("\ufeff")
 
 
+def read_text(path: Path) -> str:
+    """Whole file as text: gunzipped when it is gzip, strict UTF-8 (BOM dropped)."""
+    return decode_text(read_bytes(path), path)
+
+
+def _read_csv_arrow(raw: bytes, sep: str) -> pd.DataFrame | None:
+    """PyArrow's multi-threaded reader for the plain case, or None to use the exact reader.
+
+    Plain = no quote character, no NUL, at least two columns, a clean header and one row per
+    non-empty line, so every row's line number is its position + 2 and the values (all read
+    as str, nothing trimmed, empty = "") are exactly what the ``csv`` module reads. Anything
+    else (quotes, blank lines, a bad row, bad UTF-8) goes to the exact reader, which names the
+    line of any problem.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    if b'"' in raw or b"\x00" in raw:
+        return None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    end = raw.find(b"\n")
+    first = raw[: end if end >= 0 else len(raw)].rstrip(b"\r")
+    try:
+        header = [h.strip() for h in first.decode("utf-8").split(sep)]
+    except UnicodeDecodeError:
+        return None
+    if len(header) < 2 or not all(header) or len(set(header)) != len(header) or end < 0:
+        return None
+    body = raw[end + 1:]
+    n_lines = body.count(b"\n") + (0 if body.endswith(b"\n") or not body else 1)
+    try:
+        table = pcsv.read_csv(
+            pa.py_buffer(body),
+            read_options=pcsv.ReadOptions(column_names=header, block_size=1 << 24),
+            parse_options=pcsv.ParseOptions(delimiter=sep, quote_char=False,
+                                            ignore_empty_lines=True),
+            convert_options=pcsv.ConvertOptions(
+                column_types={h: pa.string() for h in header}, strings_can_be_null=False,
+                quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowException):
+        return None
+    if table.num_rows != n_lines or table.num_rows == 0:  # a blank line was skipped
+        return None
+    df = table.to_pandas()
+    df[LINE] = np.arange(2, table.num_rows + 2, dtype=np.int64)
+    df.attrs[HEADER] = 1
+    return df
+
+
 def read_csv(path: Path, sep: str | None = None) -> pd.DataFrame:
-    """CSV/TSV with a header -> DataFrame of str plus ``_line`` (exact, quoted newlines too)."""
-    text = read_text(path)
+    """CSV/TSV with a header -> DataFrame of str plus ``_line`` (exact, quoted newlines too).
+
+    Plain files are parsed by PyArrow (`_read_csv_arrow`), the rest by the ``csv`` module; both
+    give the same table."""
+    raw = read_bytes(path)
     if sep is None:
         sep = "\t" if ".tsv" in path.name else ","
+    fast = _read_csv_arrow(raw, sep)
+    if fast is not None:
+        return fast
+    text = decode_text(raw, path)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
     try:
         header = next(reader)

@@ -69,9 +69,50 @@ def _raise_first(df: pd.DataFrame, mask: np.ndarray, path: str, text: pd.Series,
     raise DataError(path, problem.format(value=text.iloc[pos]), line=line)
 
 
+_PLAIN_NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$|^\s*$"
+
+
+def _is_str(s: pd.Series) -> bool:
+    """A pandas string column (Arrow-backed ``str``) without missing values."""
+    return isinstance(s.dtype, pd.StringDtype) and not s.isna().any()
+
+
+def fast_numbers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(values, empty)`` for a column that is plainly numeric, else None.
+
+    Numeric dtypes (Parquet) and string columns whose every value is a plain decimal number or
+    blank (checked with one PyArrow regex, then cast by PyArrow) take this path; whatever else
+    goes through the general parser, which names the first bad value."""
+    if pd.api.types.is_bool_dtype(raw):
+        return None
+    if pd.api.types.is_integer_dtype(raw) and not raw.isna().any():
+        vals = raw.to_numpy(np.float64)
+        return vals, np.zeros(len(vals), bool)
+    if pd.api.types.is_float_dtype(raw) and raw.dtype.kind == "f":
+        vals = raw.to_numpy(np.float64, copy=True)
+        return vals, np.isnan(vals)
+    if _is_str(raw):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = pc.utf8_trim_whitespace(pa.array(raw))
+        if not pc.all(pc.match_substring_regex(arr, _PLAIN_NUMBER)).as_py():
+            return None
+        empty = pc.equal(pc.utf8_length(arr), 0)
+        vals = pc.cast(pc.if_else(empty, pa.scalar(None, arr.type), arr), pa.float64())
+        return (vals.to_numpy(zero_copy_only=False).astype(np.float64, copy=False),
+                empty.to_numpy(zero_copy_only=False))
+    return None
+
+
 def parse_numbers(df: pd.DataFrame, col: str, path: str, what: str,
                   allow_empty: bool) -> np.ndarray:
     """A column -> float64; empty -> NaN when allowed; unparsable or infinite -> `DataError`."""
+    fast = fast_numbers(df[col])
+    if fast is not None:
+        vals, empty = fast
+        if (allow_empty or not empty.any()) and not np.isinf(vals).any():
+            return vals
     s = as_str(df[col]).str.strip()
     vals = pd.to_numeric(s, errors="coerce").to_numpy(np.float64)
     empty = (s == "").to_numpy()
@@ -99,6 +140,11 @@ def parse_timestamps(df: pd.DataFrame, col: str, path: str) -> np.ndarray:
     Either every row has a timestamp or none has (then order comes from ``position``).
     """
     raw = df[col]
+    fast = fast_numbers(raw)
+    if fast is not None:
+        vals, empty = fast
+        if not np.isinf(vals).any() and (empty.all() or not empty.any()):
+            return vals
     if pd.api.types.is_datetime64_any_dtype(raw):
         vals = _datetime_seconds(raw)
         s = raw.astype(str)
@@ -130,9 +176,18 @@ def parse_timestamps(df: pd.DataFrame, col: str, path: str) -> np.ndarray:
     return vals
 
 
-def check_ids(df: pd.DataFrame, col: str, path: str):
-    """Ids as stripped str in place (``df`` is the caller's own copy); an empty id is an error."""
-    s = as_str(df[col]).str.strip()
+def check_ids(df: pd.DataFrame, col: str, path: str, keep_dtype: bool = False):
+    """Ids as stripped str in place (``df`` is the caller's own copy); an empty id is an error.
+
+    ``keep_dtype``: a pandas string column stays one (stripped by PyArrow) and an integer column
+    becomes one (same text as `as_str`), instead of a column of Python objects."""
+    raw = df[col]
+    if keep_dtype and pd.api.types.is_integer_dtype(raw) and not raw.isna().any():
+        s = raw.astype("str")
+    elif keep_dtype and _is_str(raw):
+        s = raw.str.strip()
+    else:
+        s = as_str(raw).str.strip()
     bad = (s == "").to_numpy()
     if bad.any():
         line, _ = _line_of(df, bad)
@@ -198,6 +253,28 @@ def tie_keys(inter: pd.DataFrame, tie_break: str) -> np.ndarray:
     return tie_hash(inter["user_id"], inter["item_id"], salt)
 
 
+def sort_order(inter: pd.DataFrame, user_idx: np.ndarray, time_key: np.ndarray,
+               tie_break: str) -> np.ndarray:
+    """Row order by user, then time, then the tie key (a stable sort).
+
+    The same order as sorting on ``(user, time, tie_keys(...))``, but the id hash is computed only
+    for the rows that share a user and a time with another row (the only ones it can move)."""
+    order = np.lexsort((time_key, user_idx))
+    if tie_break == "file":
+        return order
+    u, t = user_idx[order], time_key[order]
+    same = (u[1:] == u[:-1]) & (t[1:] == t[:-1])
+    if not same.any():
+        return order
+    tied = np.zeros(len(order), bool)
+    tied[1:] |= same
+    tied[:-1] |= same
+    rows = np.sort(order[tied])
+    tie = np.zeros(len(order), np.uint64)
+    tie[rows] = tie_keys(inter.iloc[rows], tie_break)
+    return np.lexsort((tie, time_key, user_idx))
+
+
 def build_dataset(
     name: str,
     inter: pd.DataFrame,
@@ -228,9 +305,11 @@ def build_dataset(
     inter = inter.copy()
     require_columns(inter, ["user_id", "item_id"], inter_path)
     require_rows(inter, inter_path)
-    check_ids(inter, "user_id", inter_path)
-    check_ids(inter, "item_id", inter_path)
+    check_ids(inter, "user_id", inter_path, keep_dtype=True)
+    check_ids(inter, "item_id", inter_path, keep_dtype=True)
     n = len(inter)
+    u_codes, u_first = pd.factorize(inter["user_id"])  # ids in order of first appearance
+    i_codes, i_first = pd.factorize(inter["item_id"])
 
     ts = (parse_timestamps(inter, "timestamp", inter_path) if "timestamp" in inter.columns
           else np.full(n, np.nan))
@@ -249,8 +328,8 @@ def build_dataset(
         require_columns(items, ["item_id"], items_path)
         require_rows(items, items_path)
         items = dedupe_catalogue(items.copy(), items_path)
-        known = pd.Index(items["item_id"])
-        unknown = ~inter["item_id"].isin(known).to_numpy()
+        i_pos = pd.Index(items["item_id"]).get_indexer(i_first)
+        unknown = i_pos[i_codes] < 0
         if unknown.any():
             line, pos = _line_of(inter, unknown)
             raise DataError(inter_path, f"unknown item id {inter['item_id'].iloc[pos]!r}: "
@@ -258,12 +337,13 @@ def build_dataset(
         item_ids = items["item_id"].to_numpy(dtype=object)
         catalogue = items.drop(columns=["item_id", LINE], errors="ignore")
     else:
-        item_ids = pd.unique(inter["item_id"].to_numpy(dtype=object))
+        item_ids = np.asarray(i_first, dtype=object)
+        i_pos = np.arange(len(item_ids))
         catalogue = pd.DataFrame(index=range(len(item_ids)))
     catalogue = catalogue.reset_index(drop=True)
 
     # users
-    user_ids = pd.unique(inter["user_id"].to_numpy(dtype=object))
+    user_ids = np.asarray(u_first, dtype=object)
     profiles = None
     if users is not None:
         require_columns(users, ["user_id"], users_path)
@@ -285,11 +365,11 @@ def build_dataset(
         for c in profiles.columns:  # users without a profile row get ""
             profiles[c] = profiles[c].fillna("").to_numpy(dtype=object)
 
-    u_index = pd.Index(user_ids)
     i_index = pd.Index(item_ids)
+    user_idx = u_codes.astype(np.int64)  # profiles only append users after the log's
     out = pd.DataFrame({
-        "user_idx": u_index.get_indexer(inter["user_id"]).astype(np.int64),
-        "item_idx": i_index.get_indexer(inter["item_id"]).astype(np.int64),
+        "user_idx": user_idx,
+        "item_idx": np.asarray(i_pos, dtype=np.int64)[i_codes],
         "timestamp": ts,
     })
     if rating is not None:
@@ -299,12 +379,12 @@ def build_dataset(
         codes, uniques = pd.factorize(as_str(inter["event"]).str.strip(), sort=True)
         out["event"] = codes.astype(np.int64)
         event_types = [str(x) for x in uniques]
-    out["_key"] = time_key
-    out["_tie"] = tie_keys(inter, tie_break)
-    out = (out.sort_values(["user_idx", "_key", "_tie"], kind="stable")
-           .drop(columns=["_key", "_tie"]))
-    out = out.reset_index(drop=True)
-    out["seq"] = out.groupby("user_idx").cumcount().astype(np.int64)
+    order = sort_order(inter, user_idx, np.asarray(time_key, np.float64), tie_break)
+    out = out.take(order).reset_index(drop=True)
+    starts = np.zeros(len(user_ids) + 1, np.int64)
+    np.cumsum(np.bincount(user_idx, minlength=len(user_ids)), out=starts[1:])
+    sorted_users = user_idx[order]
+    out["seq"] = np.arange(n, dtype=np.int64) - starts[sorted_users]
     out = out[["user_idx", "item_idx", "timestamp", "seq"]
               + [c for c in ("rating", "event") if c in out.columns]]
 

@@ -31,11 +31,15 @@ class Recommender:
     """Base class of every m6rec model.
 
     Subclasses set ``name`` (the registry key) and implement ``fit``, ``_score_rows``,
-    ``_state`` and ``_set_state``. ``batch_size`` bounds the users scored at once.
+    ``_state`` and ``_set_state``. ``batch_size`` bounds the users scored at once, and
+    ``score_block`` the scores held at once: a batch has at most ``score_block // n_items``
+    users, so scoring and evaluation memory stay bounded as the catalogue grows.
     """
 
     name: ClassVar[str] = ""
     batch_size: ClassVar[int] = 1024
+    #: Most float32 scores held per user batch (2^24: 64 MB; 16 users at 10^6 items).
+    score_block: ClassVar[int] = 2**24
     #: True for models whose ``fit`` takes a validation set for early stopping.
     uses_validation: ClassVar[bool] = False
     #: True for models that read item text, and so can score a catalogue they never saw.
@@ -96,6 +100,10 @@ class Recommender:
                              "text models score items they never saw")
         return self
 
+    def _batch_rows(self) -> int:
+        """Users per scoring batch: ``batch_size``, fewer for a large catalogue."""
+        return max(1, min(int(self.batch_size), int(self.score_block) // max(1, self.n_items_)))
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_items_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or load() first")
@@ -112,9 +120,9 @@ class Recommender:
         int array [n, m] of per-row items)."""
         self._check_fitted()
         self._check_histories(histories)
-        out = []
-        for start in range(0, len(histories), self.batch_size):
-            part = histories.take(slice(start, start + self.batch_size))
+        out, step = [], self._batch_rows()
+        for start in range(0, len(histories), step):
+            part = histories.take(slice(start, start + step))
             s = self._score_rows(part)
             if item_idx is not None:
                 idx = np.asarray(item_idx)
@@ -159,8 +167,9 @@ class Recommender:
         if candidates is not None:
             allowed = np.zeros(self.n_items_, dtype=bool)
             allowed[np.asarray(candidates, dtype=np.int64)] = True
-        for start in range(0, n, self.batch_size):
-            stop = min(n, start + self.batch_size)
+        step = self._batch_rows()
+        for start in range(0, n, step):
+            stop = min(n, start + step)
             part = histories.take(slice(start, stop))
             s = np.array(self._score_rows(part), dtype=np.float32, copy=True)
             s[np.isnan(s)] = np.finfo(np.float32).min  # NaN-safe; still eligible
