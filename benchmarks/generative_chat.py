@@ -13,7 +13,8 @@ conversation, ``both``) the texts that steer the ranking are built as ``m6rec ch
 them and scored by the model (`query_scores`, weight ``--weight``, decay ``--decay``), alone and
 personalised for ``--users`` seeded users. Reported: precision@10 of genre A after turn 1; after
 turn 2 the share of items holding both A and B (the combined request), B, and A.
-``--replies`` also phrases the request-only replies with the LM and counts checked sentences.
+``--replies N`` also phrases the request-only replies of N conversations (spread over the
+genres) with the LM and counts the replies with a replaced sentence.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--generator", default="smollm2")
-    ap.add_argument("--replies", action="store_true")
+    ap.add_argument("--replies", type=int, default=0,
+                    help="phrase the replies of the first N conversations (both turns)")
     ap.add_argument("--out", default="runs/gen_chat")
     args = ap.parse_args()
     import torch
@@ -133,7 +135,7 @@ def main() -> None:
     replies = None
     if args.replies:
         replied, replaced, n = [], 0, 0
-        for c in convs:
+        for c in convs[:: max(len(convs) // args.replies, 1)][: args.replies]:
             conv = Conversation(model, ds, None, gen, k=args.k, steer="both",
                                 query_decay=args.decay)
             for msg in (c["first"], c["follow"]):
