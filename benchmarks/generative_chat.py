@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--steer", default="turns,lm,both")
     ap.add_argument("--weight", type=float, default=1.0)
-    ap.add_argument("--decay", type=float, default=0.5)
+    ap.add_argument("--decay", type=float, default=1.0)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--generator", default="smollm2")

@@ -301,6 +301,8 @@ def chat(
     generator: Annotated[str, typer.Option(help="smollm2, a GGUF file or a model directory.")] = "smollm2",
     steer: Annotated[str, typer.Option(help="both | lm | turns: what steers the ranking.")] = "both",
     query_weight: Annotated[float, typer.Option(min=0.0, help="Request vs history.")] = 1.0,
+    query_decay: Annotated[float, typer.Option(min=0.01, max=1.0, help="Weight of each earlier "
+                                               "turn relative to the next one.")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per turn.")] = False,
 ):
     """Talk about what you want to watch: one message per line on stdin (empty line or EOF
@@ -311,7 +313,7 @@ def chat(
 
     mdl, ds = _model_and_data(model_dir, data)
     conv = Conversation(mdl, ds, user, load_generator(generator), k=k, steer=steer,
-                        query_weight=query_weight)
+                        query_weight=query_weight, query_decay=query_decay)
     interactive = sys.stdin.isatty()
     while True:
         if interactive:

@@ -60,7 +60,9 @@ class Conversation:
     generator : a `Generator`
     k : items per reply
     steer : ``both`` | ``lm`` | ``turns`` (see the module docstring)
-    query_weight, query_decay : as in `m6rec.recommend.recommend_for_user`
+    query_weight, query_decay : as in `m6rec.recommend.recommend_for_user`; the decay defaults
+        to 1 (all turns weigh alike): a follow-up usually adds to the request, and on the
+        genre benchmark 1 beats 0.5 on the combined request (docs/experiments/generative.md)
     """
 
     model: Any
@@ -70,7 +72,7 @@ class Conversation:
     k: int = 10
     steer: str = "both"
     query_weight: float = 1.0
-    query_decay: float = 0.5
+    query_decay: float = 1.0
     cache: Any = None
     messages: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
