@@ -49,6 +49,8 @@ def test_natural_title():
     ("It came out in 1982.", False, "number"),
     ("This heartwarming comedy is perfect for you.", False, "category"),
     ("Psycho fans will like it.", False, "title"),
+    ("I'm sure this Drama suits you.", True, ""),
+    ("A War film for you.", False, "category"),  # the genre, not the film "War, The"
 ])
 def test_checker_flags_what_is_outside_the_evidence(checker, ix, text, ok, why):
     ev = [ix[t] for t in ("E.T. the Extra-Terrestrial", "Apollo 13", "Forrest Gump",
@@ -68,6 +70,7 @@ def test_ground_replaces_failing_sentences_and_counts(checker, ix):
     assert ph.replaced == 1 and ph.text == "TEMPLATE."
     assert split_sentences("Sure! E.T. is a fine film. You watched it. Third.") == [
         "E.T. is a fine film.", "You watched it."]
+    assert split_sentences("You watched it. And then Sunset Bl") == ["You watched it."]
 
 
 class Scripted:

@@ -66,6 +66,7 @@ CATEGORY_WORDS: dict[str, tuple[str, ...]] = {
 _COMMON = {"it", "i", "he", "she", "we", "you", "they", "them", "us", "her", "him", "this", "that",
            "if", "so", "yes", "no", "go", "up", "now", "love", "home", "here", "there", "again",
            "why", "what", "who", "when", "how", "more", "only", "also", "just", "because"}
+_GENRE_WORDS = {w for ws in CATEGORY_WORDS.values() for w in ws}
 _ARTICLES = ("The", "A", "An", "Il", "La", "Le", "Les", "L'", "El", "Das", "Der", "Die")
 #: capitalised words that name nothing
 _PLAIN = {"i", "you", "your", "we", "it", "this", "that", "these", "those", "if", "because",
@@ -74,7 +75,8 @@ _PLAIN = {"i", "you", "your", "we", "it", "this", "that", "these", "those", "if"
           "enjoyed", "watched", "loved", "liked", "movie", "movies", "film", "films", "based",
           "given", "we've", "you've", "you'll", "you're", "it's", "recommended", "recommend",
           "our", "my", "me", "not", "just", "what", "when", "which", "who", "why", "how",
-          "similar", "fans", "fan", "overall", "all", "together", "plus", "then", "there's"}
+          "similar", "fans", "fan", "overall", "all", "together", "plus", "then", "there's",
+          "i'm", "i've", "i'd", "i'll", "here's", "let's", "that's", "hi", "hello", "sure"}
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-\.&*]*")
 
 
@@ -139,8 +141,8 @@ class GroundingChecker:
         for i, t in enumerate(self.titles):
             for v in title_variants(t):
                 if len(v.split()) == 1:
-                    if v in _COMMON or len(v) < 2:
-                        continue
+                    if v in _COMMON or len(v) < 2 or v in _GENRE_WORDS:
+                        continue  # "War" (from "War, The") reads as the genre
                     self.single_case.setdefault(v, set()).update(
                         w for w in _WORD.findall(natural_title(t)) if norm(w) == v)
                 self.variants.setdefault(v, set()).add(i)
@@ -251,6 +253,8 @@ def split_sentences(text: str, most: int = 2) -> list[str]:
     text = re.sub(r"\s+", " ", str(text).replace("*", "")).strip()
     parts = re.split(r"(?<=[.!?])\s+(?=[A-Z\"'])", text)
     out = [p.strip() for p in parts if len(p.split()) >= 3]  # drops "Sure!" and the like
+    if len(out) > 1 and not re.search(r"[.!?\"')]$", out[-1]):
+        out = out[:-1]  # cut off by max_tokens
     return out[:most]
 
 
