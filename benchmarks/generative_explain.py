@@ -90,9 +90,10 @@ def main() -> None:
 
                     ev = evidence_of(ex, {str(i): n for n, i in enumerate(ds.item_ids)},
                                      ds.item_categories())
+                    template = set(split_sentences(ph.template, 9))
                     final = [checker.check(s, ev["items"], ev["categories"], ev["roles"],
                                            ev["numbers"]) for s in split_sentences(ph.text, 9)
-                             if s != ph.template]
+                             if s not in template]
                     rows.append({"user": str(ds.user_ids[u]), "item": ex.item_id,
                                  "title": ex.title, "template": ph.template, "raw": ph.raw,
                                  "text": ph.text, "replaced": ph.replaced,

@@ -49,6 +49,8 @@ def test_natural_title():
     ("It came out in 1982.", False, "number"),
     ("This heartwarming comedy is perfect for you.", False, "category"),
     ("Psycho fans will like it.", False, "title"),
+    ("Psycho's fans will like it.", False, "title"),
+    ("Apollo 13's crew made Forrest Gump's fans cheer.", True, ""),
     ("I'm sure this Drama suits you.", True, ""),
     ("A War film for you.", False, "category"),  # the genre, not the film "War, The"
 ])

@@ -81,11 +81,12 @@ _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-\.&*]*")
 
 
 def norm(text: str) -> str:
-    """Lower case, accents and punctuation dropped, spaces collapsed."""
+    """Lower case, accents, punctuation and a possessive 's dropped, spaces collapsed."""
     t = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
     t = re.sub(r"[’`]", "'", t.lower())
     t = re.sub(r"[^a-z0-9']+", " ", t)
-    return " ".join(w.strip("'") for w in t.split() if w.strip("'"))
+    words = (re.sub(r"'s$", "", w.strip("'")) for w in t.split())  # "Brazil's" -> "brazil"
+    return " ".join(w for w in words if w)
 
 
 def natural_title(title: str) -> str:
@@ -187,7 +188,8 @@ class GroundingChecker:
                 phrase = " ".join(w for w in normed[j : j + n] if w)
                 if not phrase or phrase not in self.variants:
                     continue
-                if n == 1 and tokens[j].rstrip(".,") not in self.single_case.get(phrase, ()):
+                written = re.sub(r"['’]s$", "", tokens[j].rstrip(".,"))
+                if n == 1 and written not in self.single_case.get(phrase, ()):
                     continue  # a one-word title counts only as written (capitalised)
                 hit = (n, self.variants[phrase])
                 break
