@@ -43,7 +43,8 @@ def test_turns_steer_the_ranking_like_text_queries(tiny_m6, checkerboard, steer,
                 "lm": ["odd items", "odd items"],
                 "turns": ["an even item", "now something odd"]}[steer]
     assert turn["queries"] == expected
-    ref = recommend_for_user(tiny_m6, checkerboard, "u0", k=5, query=expected)
+    ref = recommend_for_user(tiny_m6, checkerboard, "u0", k=5, query=expected,
+                             query_decay=conv.query_decay)
     assert [it["item_id"] for it in turn["items"]] == [it["item_id"] for it in ref["items"]]
 
 
