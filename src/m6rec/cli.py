@@ -318,6 +318,10 @@ def recommend(
     query_decay: Annotated[float, typer.Option(min=0.01, max=1.0, help="Weight of each earlier "
                                                "turn relative to the next one.")] = 0.5,
     tie_break: Annotated[str | None, typer.Option(help="hash | hash:SALT | file")] = None,
+    phrasing: Annotated[str, typer.Option(help="With --explain: template | lm (a generative "
+                                          "LM rewrites the evidence, checked).")] = "template",
+    generator: Annotated[str, typer.Option(help="With --phrasing lm: smollm2, a GGUF file or "
+                                           "a model directory.")] = "smollm2",
 ):
     """Top-k for one user (their whole history in SPEC is the input; seen items excluded),
     optionally steered by free-text requests."""
@@ -333,12 +337,90 @@ def recommend(
         raise ValueError("give --user, --query, or both")
     ds = _load_one(data, tie_break)
     mdl, _ = load_model_dir(model_dir, ds)
+    gen = None
+    if phrasing == "lm":
+        from m6rec.text.generate import load_generator
+
+        gen = load_generator(generator)
     result = recommend_for_user(mdl, ds, user, k=k, explain=explain, query=query,
-                                query_weight=query_weight, query_decay=query_decay)
+                                query_weight=query_weight, query_decay=query_decay,
+                                phrasing=phrasing, generator=gen)
     if as_json:
         typer.echo(json.dumps(result))
         return
     print_recommendations(result)
+
+
+def _model_and_data(model_dir: Path, data: str | None):
+    from m6rec.models.io import load_model_dir
+
+    if data is None:
+        meta_file = Path(model_dir) / "meta.json"
+        data = json.loads(meta_file.read_text()).get("data_spec") if meta_file.is_file() else None
+        if not data:
+            raise ValueError(f"{model_dir}: meta.json names no dataset; pass --data SPEC")
+    ds = _load_one(data)
+    return load_model_dir(model_dir, ds)[0], ds
+
+
+@app.command()
+@cli_errors
+def describe(
+    model_dir: Annotated[Path, typer.Option(help="A directory written by `m6rec train`.")],
+    user: Annotated[str, typer.Option(help="Raw user id.")],
+    item: Annotated[str, typer.Option(help="Raw item id to pitch.")],
+    data: Annotated[str | None, typer.Option(help="Dataset spec (default: the model's).")] = None,
+    generator: Annotated[str, typer.Option(help="smollm2, a GGUF file or a model directory.")] = "smollm2",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+):
+    """A short personalised pitch of an item for a user, written by a generative LM from the
+    item's text and the history items that raise its score (checked against them)."""
+    from m6rec.explain.grounded import describe_item
+    from m6rec.text.generate import load_generator
+
+    mdl, ds = _model_and_data(model_dir, data)
+    res = describe_item(mdl, ds, user, item, load_generator(generator))
+    typer.echo(json.dumps(res) if as_json else res["pitch"])
+
+
+@app.command()
+@cli_errors
+def chat(
+    model_dir: Annotated[Path, typer.Option(help="A text model directory (m6).")],
+    user: Annotated[str | None, typer.Option(help="Raw user id (leave out: requests only).")] = None,
+    data: Annotated[str | None, typer.Option(help="Dataset spec (default: the model's).")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="Items per reply.")] = 5,
+    generator: Annotated[str, typer.Option(help="smollm2, a GGUF file or a model directory.")] = "smollm2",
+    steer: Annotated[str, typer.Option(help="both | lm | turns: what steers the ranking.")] = "both",
+    query_weight: Annotated[float, typer.Option(min=0.0, help="Request vs history.")] = 1.0,
+    query_decay: Annotated[float, typer.Option(min=0.01, max=1.0, help="Weight of each earlier "
+                                               "turn relative to the next one.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per turn.")] = False,
+):
+    """Talk about what you want to watch: one message per line on stdin (empty line or EOF
+    ends). A generative LM turns the messages into the request that steers the model's ranking
+    and replies naming only the returned items."""
+    from m6rec.conversation import Conversation
+    from m6rec.text.generate import load_generator
+
+    mdl, ds = _model_and_data(model_dir, data)
+    conv = Conversation(mdl, ds, user, load_generator(generator), k=k, steer=steer,
+                        query_weight=query_weight, query_decay=query_decay)
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            typer.echo("you> ", nl=False)
+        line = sys.stdin.readline()
+        if not line or not line.strip():
+            break
+        turn = conv.ask(line.strip())
+        if as_json:
+            typer.echo(json.dumps(turn))
+            continue
+        typer.echo(f"m6rec> {turn['reply']}")
+        for n, it in enumerate(turn["items"], 1):
+            typer.echo(f"  {n}. {it['title']} ({it['item_id']})")
+        typer.echo(f"  [request: {turn['request']}]")
 
 
 def print_recommendations(result: dict) -> None:

@@ -107,13 +107,19 @@ def steer(user_scores: np.ndarray, match: np.ndarray, weight: float = 1.0) -> np
 def recommend_for_user(model: Any, dataset: Dataset, user_id: str | None, k: int = 10,
                        explain: bool = False, query: str | Sequence[str] | None = None,
                        query_weight: float = 1.0, query_decay: float = 0.5,
-                       query_space: str = "lm", query_attributes: float = 0.5) -> dict[str, Any]:
+                       query_space: str = "lm", query_attributes: float = 0.5,
+                       phrasing: str = "template", generator: Any = None) -> dict[str, Any]:
     """``{"user_id", "strategy", "items": [{"item_id", "score", "title"[, explanation]}]}``.
 
     The user's whole history in ``dataset`` is the input and is excluded from the result.
     ``query``: one request or a conversation (a list, oldest first) steering the list with
     weight ``query_weight`` (see the module docstring; `query_scores` for ``query_space`` and
-    ``query_attributes``); ``user_id=None`` with a query ranks by the request alone. ``explain`` adds an `m6rec.explain.Explanation` (as a dict) per item."""
+    ``query_attributes``); ``user_id=None`` with a query ranks by the request alone. ``explain`` adds an `m6rec.explain.Explanation` (as a dict) per item;
+    ``phrasing="lm"`` has ``generator`` (default: `m6rec.text.generate.load_generator()`)
+    rewrite each explanation's evidence into ``because``, checked by
+    `m6rec.explain.grounded` (``lm``: raw text, replaced sentences, violations)."""
+    if phrasing not in ("template", "lm"):
+        raise ValueError(f"phrasing must be template or lm, got {phrasing!r}")
     queries = [query] if isinstance(query, str) else list(query or [])
     if user_id is None:
         if not queries:
@@ -148,8 +154,12 @@ def recommend_for_user(model: Any, dataset: Dataset, user_id: str | None, k: int
         from m6rec.explain import Explainer
 
         exps = Explainer(model, dataset).explain(history, ids)
-        for it, ex, i in zip(items, exps, ids, strict=True):
+        phrased = _phrase(exps, dataset, generator) if phrasing == "lm" else None
+        for n, (it, ex, i) in enumerate(zip(items, exps, ids, strict=True)):
             d = ex.to_dict()
+            if phrased is not None:
+                d["because"] = d["sentence"] = phrased[n].text
+                d["lm"] = phrased[n].to_dict()
             if queries:
                 d["query_match"] = round(float(match[i]), 4)
                 req = queries[-1]
@@ -157,6 +167,13 @@ def recommend_for_user(model: Any, dataset: Dataset, user_id: str | None, k: int
             it.update(d)
     return {"user_id": None if user_id is None else str(user_id), "strategy": strategy,
             "items": items}
+
+
+def _phrase(exps: list, dataset: Dataset, generator: Any) -> list:
+    from m6rec.explain.grounded import phrase_explanations
+    from m6rec.text.generate import load_generator
+
+    return phrase_explanations(exps, generator or load_generator(), dataset)
 
 
 def request_sentence(text: str, request: str, personal: bool) -> str:
