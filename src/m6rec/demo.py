@@ -142,6 +142,7 @@ def run_demo(dataset: Dataset, data_spec: str, user: str, out: Path,
     from m6rec.eval.evaluate import evaluate_split, fit
     from m6rec.eval.protocols import make_split
     from m6rec.models.io import save_model_dir
+    from m6rec.models.m6.items import TEXT_BUDGET
     from m6rec.recommend import recommend_for_user
     from m6rec.registry import build_model
 
@@ -157,7 +158,7 @@ def run_demo(dataset: Dataset, data_spec: str, user: str, out: Path,
         model = build_model(FLAGSHIP, verbose=True)
         params = model.get_params()
         say("2/4 encoding the catalogue's texts (cached: later runs skip this)")
-        encoding = encode_catalogue(dataset, params["encoder"], params["text_budget"], bar)
+        encoding = encode_catalogue(dataset, params["encoder"], TEXT_BUDGET, bar)
         say(f"    {encoding['texts']:,} texts, {encoding['encoded']:,} encoded now, "
             f"{encoding['seconds']:.1f} s")
         say(f"3/4 training {FLAGSHIP} at its defaults (early stopping on validation NDCG@10)")

@@ -157,6 +157,7 @@ def recommend_for_user(model: Any, dataset: Dataset, user_id: str | None, k: int
         phrased = _phrase(exps, dataset, generator) if phrasing == "lm" else None
         for n, (it, ex, i) in enumerate(zip(items, exps, ids, strict=True)):
             d = ex.to_dict()
+            d["explained_score"] = d.pop("score")  # ``score`` stays the ranking score
             if phrased is not None:
                 d["because"] = d["sentence"] = phrased[n].text
                 d["lm"] = phrased[n].to_dict()

@@ -14,7 +14,7 @@ import m6rec.registry
 from m6rec.cli import app
 from m6rec.models.io import load_model_dir
 
-TINY = {"encoder": "hashing:32", "hidden": 16, "inner": 16, "n_heads": 1, "max_len": 10,
+TINY = {"encoder": "hashing:32", "hidden": 16, "inner": 16, "max_len": 10,
         "epochs": 1, "device": "cpu"}
 
 

@@ -111,3 +111,19 @@ def test_m6_user_vectors_and_text_encodings_match_its_scores(checkerboard, tiny_
     assert item.shape == (1, tiny_m6.hidden)
     with pytest.raises(ValueError, match="space"):
         tiny_m6.encode_texts(["x"], space="nope")
+
+
+def test_explained_list_keeps_the_ranking_scores(ml100k):
+    """``explain=True`` adds reasons; ``score`` stays the ranking score (sorted, and identical
+    to the same request without explanations); the explainer's own number is apart."""
+    from m6rec.eval.protocols import make_split
+
+    split = make_split(ml100k, "loo")
+    model = build_model("ease", reg=250.0).fit(split.train)
+    plain = recommend_for_user(model, ml100k, "1", k=10)
+    explained = recommend_for_user(model, ml100k, "1", k=10, explain=True)
+    scores = [it["score"] for it in explained["items"]]
+    assert [it["item_id"] for it in explained["items"]] == [it["item_id"] for it in plain["items"]]
+    assert scores == [it["score"] for it in plain["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all("explained_score" in it and it["because"] for it in explained["items"])
