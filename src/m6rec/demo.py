@@ -57,16 +57,16 @@ def plain_progress_logs(enabled: bool) -> Iterator[None]:
             lg.propagate = propagate
 
 
-def encode_catalogue(dataset: Dataset, encoder: str, budget: int, bar: bool,
-                     chunk: int = 128) -> dict[str, Any]:
+def encode_catalogue(dataset: Dataset, encoder: str, budget: int, chunk: int = 128) -> dict[str, Any]:
     """Encode the texts ``m6`` reads (item texts, user profiles) into the encoding cache.
 
     Only texts missing from the cache are encoded, in chunks of ``chunk`` (each chunk is cached
-    when done, so an interrupted run keeps its work). Progress: a bar when ``bar``, else a log
-    line about every 10%. Returns ``{"texts", "encoded", "seconds"}``.
+    when done, so an interrupted run keeps its work). Progress: `m6rec.text.encoders.progress`
+    (a bar on a terminal, else plain lines). Returns ``{"texts", "encoded", "seconds"}``.
     """
     from m6rec.distributed.encode import catalogue_texts
     from m6rec.text import EncodingCache, encode_cached, get_encoder
+    from m6rec.text.encoders import progress
 
     t0 = time.perf_counter()
     texts = catalogue_texts(dataset, budget=budget)
@@ -75,40 +75,12 @@ def encode_catalogue(dataset: Dataset, encoder: str, budget: int, bar: bool,
     _, found = cache.get(enc.name, texts)
     todo = list(dict.fromkeys(t for t, f in zip(texts, found, strict=True) if not f))
     if todo:
-        with _bar(bar, f"encoding {len(todo):,} texts with {enc.name}", len(todo)) as advance:
+        with progress(len(todo), f"encoding {len(todo):,} texts with {enc.name}") as advance:
             for s in range(0, len(todo), chunk):
                 part = todo[s:s + chunk]
                 encode_cached(enc, part, cache)
                 advance(len(part))
     return {"texts": len(texts), "encoded": len(todo), "seconds": time.perf_counter() - t0}
-
-
-@contextmanager
-def _bar(bar: bool, what: str, total: int) -> Iterator[Callable[[int], None]]:
-    if bar:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), transient=True) as progress:
-            task = progress.add_task(what, total=total)
-            yield lambda n: progress.advance(task, n)
-        return
-    done, step = 0, max(1, total // 10)
-    log.info("%s", what)
-
-    def advance(n: int) -> None:
-        nonlocal done
-        before, done = done, done + n
-        if done // step > before // step or done == total:
-            log.info("encoded %d / %d", done, total)
-
-    yield advance
 
 
 def run_demo(dataset: Dataset, data_spec: str, user: str, out: Path,
@@ -158,7 +130,7 @@ def run_demo(dataset: Dataset, data_spec: str, user: str, out: Path,
         model = build_model(FLAGSHIP, verbose=True)
         params = model.get_params()
         say("2/4 encoding the catalogue's texts (cached: later runs skip this)")
-        encoding = encode_catalogue(dataset, params["encoder"], TEXT_BUDGET, bar)
+        encoding = encode_catalogue(dataset, params["encoder"], TEXT_BUDGET)
         say(f"    {encoding['texts']:,} texts, {encoding['encoded']:,} encoded now, "
             f"{encoding['seconds']:.1f} s")
         say(f"3/4 training {FLAGSHIP} at its defaults (early stopping on validation NDCG@10)")
