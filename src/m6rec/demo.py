@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,32 +56,6 @@ def plain_progress_logs(enabled: bool) -> Iterator[None]:
             lg.propagate = propagate
 
 
-def encode_catalogue(dataset: Dataset, encoder: str, budget: int, chunk: int = 128) -> dict[str, Any]:
-    """Encode the texts ``m6`` reads (item texts, user profiles) into the encoding cache.
-
-    Only texts missing from the cache are encoded, in chunks of ``chunk`` (each chunk is cached
-    when done, so an interrupted run keeps its work). Progress: `m6rec.text.encoders.progress`
-    (a bar on a terminal, else plain lines). Returns ``{"texts", "encoded", "seconds"}``.
-    """
-    from m6rec.distributed.encode import catalogue_texts
-    from m6rec.text import EncodingCache, encode_cached, get_encoder
-    from m6rec.text.encoders import progress
-
-    t0 = time.perf_counter()
-    texts = catalogue_texts(dataset, budget=budget)
-    cache = EncodingCache()
-    enc = get_encoder(encoder)
-    _, found = cache.get(enc.name, texts)
-    todo = list(dict.fromkeys(t for t, f in zip(texts, found, strict=True) if not f))
-    if todo:
-        with progress(len(todo), f"encoding {len(todo):,} texts with {enc.name}") as advance:
-            for s in range(0, len(todo), chunk):
-                part = todo[s:s + chunk]
-                encode_cached(enc, part, cache)
-                advance(len(part))
-    return {"texts": len(texts), "encoded": len(todo), "seconds": time.perf_counter() - t0}
-
-
 def run_demo(dataset: Dataset, data_spec: str, user: str, out: Path,
              say: Callable[[str], None], baselines: Sequence[str] | None = None,
              bar: bool | None = None) -> dict[str, Any]:
@@ -110,6 +83,7 @@ def run_demo(dataset: Dataset, data_spec: str, user: str, out: Path,
     ``top10`` and ``request`` (each as `m6rec.recommend.recommend_for_user` returns it) and
     ``encoding`` (what `encode_catalogue` did).
     """
+    from m6rec.distributed.encode import encode_catalogue
     from m6rec.eval.benchmark import item_map, run_benchmark
     from m6rec.eval.evaluate import evaluate_split, fit
     from m6rec.eval.protocols import make_split
@@ -130,7 +104,8 @@ def run_demo(dataset: Dataset, data_spec: str, user: str, out: Path,
         model = build_model(FLAGSHIP, verbose=True)
         params = model.get_params()
         say("2/4 encoding the catalogue's texts (cached: later runs skip this)")
-        encoding = encode_catalogue(dataset, params["encoder"], TEXT_BUDGET)
+        encoding = encode_catalogue(dataset, params["encoder"], budget=TEXT_BUDGET,
+                                     show_progress=True)
         say(f"    {encoding['texts']:,} texts, {encoding['encoded']:,} encoded now, "
             f"{encoding['seconds']:.1f} s")
         say(f"3/4 training {FLAGSHIP} at its defaults (early stopping on validation NDCG@10)")
