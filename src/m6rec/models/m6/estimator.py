@@ -53,6 +53,8 @@ class M6(SequentialRecommender):
     teacher_weight : float
         Above 0: distil an EASE teacher fitted inside ``fit`` (`m6rec.train.teacher`) at this
         weight; training only, off (one log line) when the catalogue needs the sampled softmax.
+        Dense item x item weights when they fit in memory, else each item's largest weights
+        (`m6rec.train.teacher.TopK`) from EASE on the most popular items.
     seen_negatives : bool
         The training softmax runs over items with training interactions only, so an item absent
         from the training data is never pushed down as a negative (cold items).
@@ -161,13 +163,10 @@ class M6(SequentialRecommender):
         if self.teacher_weight > 0 and choose_loss(self.loss, dataset.n_items) != "ce":
             log.warning("m6: EASE teacher off: %d items train with the sampled softmax "
                         "(loss=%r), the teacher needs the full one", dataset.n_items, self.loss)
-        elif self.teacher_weight > 0:
-            from m6rec.models.ease import EASE
+        elif self.teacher_weight > 0:  # dense, or top-k beyond what the dense one can hold
             from m6rec.train.loop import resolve_device
 
-            w = torch.as_tensor(EASE(reg=ease.REG).fit(dataset).weights_,
-                                device=resolve_device(self.device))
-            self._teacher = torch.cat([w, w.new_zeros(1, w.shape[1])])  # pad row: no score
+            self._teacher = ease.fit_teacher(dataset, device=resolve_device(self.device))
 
     def _soft_targets(self, items, mask, extras, rows):
         teacher = getattr(self, "_teacher", None)
