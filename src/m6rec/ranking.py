@@ -13,12 +13,13 @@ def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n, m = scores.shape
     kk = min(k, m)
     if kk < m:
-        thr = -np.partition(-scores, kk - 1, axis=1)[:, kk - 1 : kk]  # k-th largest per row
-        above = scores > thr
-        need = kk - above.sum(axis=1, keepdims=True)
-        ties = scores == thr
-        take = above | (ties & (np.cumsum(ties, axis=1) <= need))  # lowest-index ties first
-        part = np.nonzero(take)[1].reshape(n, kk)
+        # some k largest per row; where exactly k entries reach the k-th largest value that
+        # set is the only one, elsewhere (ties at the k-th place, NaN) `_top_set` decides
+        part = np.argpartition(scores, m - kk, axis=1)[:, m - kk:]
+        thr = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
+        odd = np.flatnonzero(np.count_nonzero(scores >= thr, axis=1) != kk)
+        if odd.size:
+            part[odd] = _top_set(scores[odd], kk)
     else:
         part = np.broadcast_to(np.arange(m), (n, m)).copy()
     vals = np.take_along_axis(scores, part, axis=1)
@@ -31,3 +32,14 @@ def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     out_ids[:, :kk], out_vals[:, :kk] = ids, vals
     out_vals[out_ids < 0] = -np.inf
     return out_ids, out_vals
+
+
+def _top_set(scores: np.ndarray, kk: int) -> np.ndarray:
+    """Column indices [n, kk] (ascending) of each row's kk largest, lowest-index ties first."""
+    n = len(scores)
+    thr = -np.partition(-scores, kk - 1, axis=1)[:, kk - 1 : kk]  # k-th largest per row
+    above = scores > thr
+    need = kk - above.sum(axis=1, keepdims=True)
+    ties = scores == thr
+    take = above | (ties & (np.cumsum(ties, axis=1) <= need))  # lowest-index ties first
+    return np.nonzero(take)[1].reshape(n, kk)

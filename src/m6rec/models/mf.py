@@ -133,7 +133,8 @@ class ALS(Recommender):
         return np.linalg.solve(a, b[..., None])[..., 0]
 
     def _score_rows(self, histories: Histories) -> np.ndarray:
-        return (self.user_factors(histories) @ self._y64.T).astype(np.float32)
+        # the user solve in float64, the [n, n_items] product in float32 (half the time)
+        return self.user_factors(histories).astype(np.float32) @ self.item_factors_.T
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"item_factors": self.item_factors_}
