@@ -15,9 +15,10 @@ Per model: load seconds (Parquet -> Dataset), split seconds (leave-one-out), fit
 (torch models: ``epochs=1``, so fit = one epoch plus one validation pass), evaluation seconds of
 a full-ranking evaluation (every item ranked, seen items excluded) of ``--eval-users`` sampled
 test users, and the child's peak RSS. Per size, in the same run: our ALS / BPR against
-``implicit`` called directly (same matrix, factors, iterations; time ratio), our evaluation of
-every test user (ALS), and our evaluation against a naive per-user loop (time ratio, same
-metrics). Writes ``scale_curve.json``, ``scale_curve.md`` and log-log PNGs with the fitted
+``implicit`` called directly (same matrix, factors, iterations; time ratio; ALS four times in
+the order ours, implicit, implicit, ours, wall and CPU seconds, ``--references`` picks which),
+our evaluation of every test user (ALS), and our evaluation against a naive per-user loop
+(time ratio, same metrics). Writes ``scale_curve.json``, ``scale_curve.md`` and log-log PNGs with the fitted
 growth exponent (least squares slope of log cost on log interactions) of every curve.
 """
 
@@ -159,7 +160,18 @@ def _naive_eval(model, evalset, k: int = 10) -> tuple[float, float]:
     return time.perf_counter() - t, float(np.mean(ndcg))
 
 
-def worker_reference(d: Path, naive_users: int, seed: int, all_users: int = 0) -> dict:
+def _timed(fn) -> tuple[float, float]:
+    """(wall s, CPU s of every thread of this process) of ``fn()``."""
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def worker_reference(d: Path, naive_users: int, seed: int, all_users: int = 0,
+                     which: str = "als,bpr") -> dict:
+    """Ours against ``implicit`` called directly, then our evaluation of every test user and
+    against the naive loop. ALS runs four times in the order ours, implicit, implicit, ours
+    (so a load that drifts during the job weighs on both alike); the ratio is of the sums."""
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.cpu.bpr import BayesianPersonalizedRanking
     from threadpoolctl import threadpool_limits
@@ -173,29 +185,39 @@ def worker_reference(d: Path, naive_users: int, seed: int, all_users: int = 0) -
     train = split.train
     out: dict = {}
     als = build_model("als")
-    t = time.perf_counter()
-    als.fit(train)
-    out["als_ours_s"] = time.perf_counter() - t
-    x = train.csr() * np.float32(1.0 + als.alpha)
-    with threadpool_limits(1, "blas"):
-        ref = AlternatingLeastSquares(factors=als.factors, regularization=als.regularization,
-                                      alpha=1.0, iterations=als.iterations,
-                                      random_state=als.random_state)
-        t = time.perf_counter()
-        ref.fit(x, show_progress=False)
-        out["als_implicit_s"] = time.perf_counter() - t
-    bpr = build_model("bpr")
-    t = time.perf_counter()
-    bpr.fit(train)
-    out["bpr_ours_s"] = time.perf_counter() - t
-    ref = BayesianPersonalizedRanking(factors=bpr.factors, learning_rate=bpr.learning_rate,
-                                      regularization=bpr.regularization,
-                                      iterations=bpr.iterations, random_state=bpr.random_state)
-    t = time.perf_counter()
-    ref.fit(train.csr(), show_progress=False)
-    out["bpr_implicit_s"] = time.perf_counter() - t
-    out["als_ratio"] = out["als_ours_s"] / out["als_implicit_s"]
-    out["bpr_ratio"] = out["bpr_ours_s"] / out["bpr_implicit_s"]
+    if "als" in which:
+        x = train.csr() * np.float32(1.0 + als.alpha)  # handed ready-made to implicit
+        refs: list = []
+
+        def direct() -> None:
+            with threadpool_limits(1, "blas"):
+                ref = AlternatingLeastSquares(factors=als.factors, regularization=als.regularization,
+                                              alpha=1.0, iterations=als.iterations,
+                                              random_state=als.random_state)
+                ref.fit(x, show_progress=False)
+            refs.append(ref)
+
+        runs: dict[str, list] = {"ours": [], "implicit": []}
+        for who in ("ours", "implicit", "implicit", "ours"):
+            runs[who].append(_timed((lambda: als.fit(train)) if who == "ours" else direct))
+        for who, key in (("ours", "als_ours"), ("implicit", "als_implicit")):
+            out[f"{key}_runs"] = runs[who]
+            out[f"{key}_s"] = float(np.mean([w for w, _ in runs[who]]))
+            out[f"{key}_cpu_s"] = float(np.mean([c for _, c in runs[who]]))
+        out["als_ratio"] = out["als_ours_s"] / out["als_implicit_s"]
+        out["als_cpu_ratio"] = out["als_ours_cpu_s"] / out["als_implicit_cpu_s"]
+        out["als_max_factor_diff"] = float(np.abs(als.item_factors_ - refs[-1].item_factors).max())
+    else:
+        als.fit(train)
+    if "bpr" in which:
+        bpr = build_model("bpr")
+        out["bpr_ours_s"], _ = _timed(lambda: bpr.fit(train))
+        ref = BayesianPersonalizedRanking(factors=bpr.factors, learning_rate=bpr.learning_rate,
+                                          regularization=bpr.regularization,
+                                          iterations=bpr.iterations, random_state=bpr.random_state)
+        y = train.csr()
+        out["bpr_implicit_s"], _ = _timed(lambda: ref.fit(y, show_progress=False))
+        out["bpr_ratio"] = out["bpr_ours_s"] / out["bpr_implicit_s"]
 
     every = _sample(split.test, all_users, seed + 2)  # every test user unless capped
     res = evaluate(als, every, dataset=None, beyond_accuracy=False)
@@ -301,9 +323,12 @@ def report(results: dict, out: Path) -> None:
         if ref.get("status") != "ok":
             md.append(f"| {n} | {ref.get('status')}: {ref.get('message')} |")
             continue
-        md.append(f"| {int(n):,} | {ref['als_ours_s']:.1f} | {ref['als_implicit_s']:.1f} | "
-                  f"{ref['als_ratio']:.2f} | {ref['bpr_ours_s']:.1f} | {ref['bpr_implicit_s']:.1f}"
-                  f" | {ref['bpr_ratio']:.2f} | {ref['eval_all_users']:,}, "
+        def cell(key: str, fmt: str = ".1f", ref=ref) -> str:
+            return format(ref[key], fmt) if key in ref else "-"
+
+        md.append(f"| {int(n):,} | {cell('als_ours_s')} | {cell('als_implicit_s')} | "
+                  f"{cell('als_ratio', '.2f')} | {cell('bpr_ours_s')} | {cell('bpr_implicit_s')}"
+                  f" | {cell('bpr_ratio', '.2f')} | {ref['eval_all_users']:,}, "
                   f"{ref['eval_all_s']:.1f}, {ref['peak_rss'] / GB:.2f} | {ref['naive_users']:,}, "
                   f"{ref['ours_s']:.2f}, {ref['naive_s']:.2f}, {ref['naive_ratio']:.1f}x, "
                   f"{ref['ours_ndcg10']:.4f} / {ref['naive_ndcg10']:.4f} |")
@@ -355,6 +380,8 @@ def main() -> None:
     ap.add_argument("--naive-users", type=int, default=1000)
     ap.add_argument("--all-users", type=int, default=0,
                     help="cap on the reference job's evaluation of every test user (0 = none)")
+    ap.add_argument("--references", default="als,bpr",
+                    help="which fits the reference job times against implicit (als, bpr)")
     ap.add_argument("--mem-gb", type=float, default=10.0)
     ap.add_argument("--timeout", type=float, default=1200.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -386,7 +413,8 @@ def main() -> None:
             res = worker_load(d, rest[0])
         elif kind == "reference":
             res = worker_reference(d, int(rest[0]), int(rest[1]),
-                                   int(rest[2]) if len(rest) > 2 else 0)
+                                   int(rest[2]) if len(rest) > 2 else 0,
+                                   rest[3] if len(rest) > 3 else "als,bpr")
         else:
             res = worker_model(d, rest[0], int(rest[1]), int(rest[2]))
         res.setdefault("status", "ok")
@@ -411,7 +439,7 @@ def main() -> None:
                 jobs = [(f"load-{fmt}", ["load", str(d), fmt]) for fmt in ("csv", "parquet")]
             elif label == "reference":
                 jobs = [("reference", ["reference", str(d), str(a.naive_users), str(a.seed),
-                                       str(a.all_users)])]
+                                       str(a.all_users), a.references])]
             else:
                 jobs = [(label, ["model", str(d), label, str(a.eval_users), str(a.seed)])]
             for name, args in jobs:
