@@ -130,15 +130,20 @@ def worker_model(d: Path, label: str, eval_users: int, seed: int) -> dict:
     name, params = MODELS[label]
     out = {"load_s": load_s, "split_s": split_s, "params": params}
     model = build_model(name, **params)
+    cpu = time.process_time()
     try:
         model, fit_s = fit(model, split)
     except MemoryBudgetError as e:
         out.update(status="refused", message=str(e), rss_before_refusal=_peak_rss())
         return out
-    out["fit_s"] = fit_s
+    out["fit_s"], out["fit_cpu_s"] = fit_s, time.process_time() - cpu
+    print(json.dumps({"fit_s": fit_s, "fit_cpu_s": out["fit_cpu_s"]}), file=sys.stderr,
+          flush=True)
+    cpu = time.process_time()
     res = evaluate(model, split.test, dataset=None, beyond_accuracy=False)
-    out.update(eval_s=res["eval_seconds"], eval_users=int(res["users"]),
-               ndcg10=res["ndcg@10"], recall10=res["recall@10"], status="ok")
+    out.update(eval_s=res["eval_seconds"], eval_cpu_s=time.process_time() - cpu,
+               eval_users=int(res["users"]), ndcg10=res["ndcg@10"], recall10=res["recall@10"],
+               status="ok")
     return out
 
 
@@ -269,8 +274,10 @@ def run_child(args: list[str], mem_gb: float, timeout: float) -> dict:
     stdout, stderr = proc.communicate()
     th.join()
     wall = time.perf_counter() - t
-    if killed:
-        return {"status": "killed", "message": killed["why"], "wall_s": wall}
+    if killed:  # with what the child reported before (e.g. its fit seconds)
+        done = [json.loads(ln) for ln in stderr.splitlines() if ln.startswith("{")]
+        return {**(done[-1] if done else {}), "status": "killed", "message": killed["why"],
+                "wall_s": wall}
     lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {"status": "error", "message": stderr.strip().splitlines()[-1:] or ["?"],
