@@ -175,8 +175,8 @@ def ease_teacher(weights: torch.Tensor | TopK, items: torch.Tensor, mask: torch.
         steps = []  # s_t = s_{t-1} + B[r_t]; pads (left) leave s as it is
         for j in range(r.shape[1]):
             if top:
-                rr = weights.row[r[:, j]]
-                s = s.scatter_add(1, weights.index[rr], weights.value[rr])
+                rr = weights.row[r[:, j]]  # in place: each step keeps a masked copy
+                s.scatter_add_(1, weights.index[rr], weights.value[rr])
                 listed.scatter_(1, weights.index[rr], True)
                 steps.append(s.masked_fill(~listed, float("-inf"))[:, :n])
             else:
