@@ -140,7 +140,7 @@ class Engine:
                  explain_cache: int = 2048, explain_history: int = 20,
                  snapshot: str | Path | None = None, new_items: str = "calibrated"):
         from m6rec.config import Settings
-        from m6rec.data import load_dataset
+        from m6rec.data.cache import load_cached
         from m6rec.models.io import load_model_dir
 
         if new_items not in NEW_ITEM_MODES:
@@ -155,7 +155,8 @@ class Engine:
         if not spec:
             raise ValueError(f"{model_dir}: meta.json names no dataset; pass --data SPEC")
         tie_break = Settings().tie_break
-        dataset = load_dataset(spec, tie_break=tie_break)
+        # through the dataset cache: a restart or reload reads arrays, not the source files
+        dataset = load_cached(spec, tie_break)
         model, meta = load_model_dir(model_dir, dataset)
         source = Source(model_dir, store, spec, tie_break, dataset, meta, options)
         text = bool(model.reads_text and is_vector_model(model))
