@@ -242,3 +242,27 @@ def test_derived_engine_is_built_from_fresh_parts(m6_dir, tmp_path):
     old.close()
     new.close()
     store.close()
+
+
+def test_a_posted_item_reaches_the_user_it_fits_and_is_explained_on_its_score(m6_id_dir,
+                                                                                 tmp_path):
+    from m6rec.serve.engine import Engine
+    from m6rec.storage import open_store
+
+    store = open_store(f"sqlite:///{tmp_path}/ev.db")
+    raw, cal = Engine(m6_id_dir, store, new_items="raw"), Engine(m6_id_dir, store)
+    newest = cal.user_history("u0")["items"][0]["title"]  # a space user's newest film
+    for e in (raw, cal):
+        e.add_item("fresh", {"title": newest})  # the same text: the closest possible match
+    assert cal.scorer.calibrated and not raw.scorer.calibrated
+
+    def rank(e):
+        ids = [i["item_id"] for i in e.recommend("u0", 16)["items"]]
+        return ids.index("fresh") if "fresh" in ids else len(ids)
+
+    assert rank(cal) <= rank(raw) and rank(cal) < 3
+    got = {i["item_id"]: i for i in cal.recommend("u0", 5, explain=True)["items"]}
+    assert got["fresh"]["explained_score"] == pytest.approx(got["fresh"]["score"], abs=1e-4)
+    for e in (raw, cal):
+        e.close()
+    store.close()
