@@ -58,6 +58,9 @@ def main() -> None:
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--name", default="serve_restart")
+    ap.add_argument("--store", help="measure on this existing SQLite store (a folder holding "
+                                    "events.db, e.g. one a previous run filled) instead of "
+                                    "filling new ones; its snapshot is removed first")
     args = ap.parse_args()
     import httpx
 
@@ -66,10 +69,18 @@ def main() -> None:
     ds = load_dataset("ml-100k")
     users, items = [str(u) for u in ds.user_ids], [str(i) for i in ds.item_ids]
     rows = []
-    for n in (int(x) for x in args.sizes.split(",")):
-        tmp = tempfile.mkdtemp(prefix="m6rec-restart-")
+    sizes = [0] if args.store else [int(x) for x in args.sizes.split(",")]
+    for n in sizes:
+        tmp = args.store or tempfile.mkdtemp(prefix="m6rec-restart-")
         url = f"sqlite:///{tmp}/events.db"
-        fill_s = fill(url, n, users, items)
+        if args.store:
+            Path(f"{tmp}/events.db.snapshot.json").unlink(missing_ok=True)
+            from m6rec.storage import open_store
+
+            with open_store(url) as store:
+                n, fill_s = store.item_counts(0)[1], 0.0
+        else:
+            fill_s = fill(url, n, users, items)
         ref = imports_s()
         srv = Server(args.model_dir, url)
         try:
