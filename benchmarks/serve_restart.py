@@ -7,6 +7,10 @@ replays only the tail), then the server is stopped (it writes its snapshot) and 
 The first start has no snapshot and replays the whole log (one aggregate query,
 ``Store.item_counts``); the second replays only what follows the snapshot's offset.
 
+Reference measured in the same run, just before each start: ``imports_s``, a fresh
+interpreter that only imports what the server imports (the CLI, FastAPI, torch) and exits:
+on a shared machine it moves with the load, and ``start - imports`` is the service's own part.
+
     .venv/bin/python benchmarks/serve_restart.py --model-dir runs/serve/m6
 """
 
@@ -39,11 +43,24 @@ def fill(url: str, n: int, users: list[str], items: list[str], seed: int = 0) ->
     return time.perf_counter() - t0
 
 
+def imports_s() -> float:
+    """Seconds for a fresh interpreter to import what `m6rec serve` imports, and exit."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import m6rec.cli, m6rec.serve.app, torch, uvicorn"],
+                   check=True)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--name", default="serve_restart")
+    ap.add_argument("--store", help="measure on this existing SQLite store (a folder holding "
+                                    "events.db, e.g. one a previous run filled) instead of "
+                                    "filling new ones; its snapshot is removed first")
     args = ap.parse_args()
     import httpx
 
@@ -52,10 +69,19 @@ def main() -> None:
     ds = load_dataset("ml-100k")
     users, items = [str(u) for u in ds.user_ids], [str(i) for i in ds.item_ids]
     rows = []
-    for n in (int(x) for x in args.sizes.split(",")):
-        tmp = tempfile.mkdtemp(prefix="m6rec-restart-")
+    sizes = [0] if args.store else [int(x) for x in args.sizes.split(",")]
+    for n in sizes:
+        tmp = args.store or tempfile.mkdtemp(prefix="m6rec-restart-")
         url = f"sqlite:///{tmp}/events.db"
-        fill_s = fill(url, n, users, items)
+        if args.store:
+            Path(f"{tmp}/events.db.snapshot.json").unlink(missing_ok=True)
+            from m6rec.storage import open_store
+
+            with open_store(url) as store:
+                n, fill_s = store.item_counts(0)[1], 0.0
+        else:
+            fill_s = fill(url, n, users, items)
+        ref = imports_s()
         srv = Server(args.model_dir, url)
         try:
             t0 = time.perf_counter()
@@ -66,10 +92,13 @@ def main() -> None:
             health = httpx.get(srv.url + "/health").json()
         finally:
             srv.stop()
+        ref_again = imports_s()
         again = Server(args.model_dir, url)
         again.stop()
         rows.append({"events": n, "restart_to_healthy_s": round(srv.startup_s, 2),
                      "restart_with_snapshot_s": round(again.startup_s, 2),
+                     "imports_s": round(ref, 2), "imports_before_snapshot_start_s":
+                     round(ref_again, 2),
                      "reload_s": round(reload_s, 2), "fill_s": round(fill_s, 1),
                      "items": health["items"]})
         print(rows[-1], flush=True)

@@ -72,6 +72,16 @@ def m6_dir(topics_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def m6_id_dir(topics_dir, tmp_path_factory):
+    """m6 with ID embeddings (the default's item side): posted items have no ID part."""
+    import torch
+
+    torch.set_num_threads(1)
+    return train_dir(topics_dir, tmp_path_factory.mktemp("m6id") / "model", "m6",
+                     **{**M6_FAST, "text_only": False})
+
+
+@pytest.fixture(scope="session")
 def ease_dir(topics_dir, tmp_path_factory):
     return train_dir(topics_dir, tmp_path_factory.mktemp("ease") / "model", "ease")
 

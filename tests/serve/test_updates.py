@@ -95,15 +95,15 @@ def test_finetune_swap_keeps_posted_items(m6_dir, tmp_path):
     assert up.step()
     new = holder.engine
     assert new.model_version == 1
-    assert len(new.item_ids) == len(first.item_ids) == len(new._table) == len(new.index.vectors(
-        np.arange(len(new.item_ids))))
+    assert len(new.item_ids) == len(first.item_ids) == len(new.scorer.table) == len(
+        new.scorer.vectors(np.arange(len(new.item_ids))))
     assert "new-space" in {i["item_id"] for i in new.recommend("u0", k=3)["items"]}
     assert up._updater.proc.is_alive()  # the update ran in its own process
     # an item posted through the retired engine (a request that started before the swap)
     # reaches the serving one
     first.add_item("late-space", {"title": "planets galaxy rocket", "categories": "Sci-Fi"})
     assert "late-space" in new.item_pos and "late-space" not in first.item_pos
-    assert len(new._table) == len(new.item_ids)
+    assert len(new.scorer.table) == len(new.item_ids)
     up.stop()
     new.close()
     first.close()

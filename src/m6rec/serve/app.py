@@ -36,7 +36,8 @@ def build_engine(settings: ServeSettings, store: Store, model_dir: Path | None =
                   index=settings.index, faiss_threshold=settings.faiss_threshold,
                   pseudonymise_key=settings.pseudonymise_key,
                   history_limit=settings.history_limit, query_weight=settings.query_weight,
-                  explain_history=settings.explain_history, snapshot=snapshot)
+                  explain_history=settings.explain_history, snapshot=snapshot,
+                  new_items=settings.new_items)
 
 
 class Metrics:

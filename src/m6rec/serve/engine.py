@@ -1,12 +1,17 @@
 """The library side of the service (no FastAPI here): a loaded model, its catalogue, an item
 index and the store, answering recommendation requests from every committed event.
 
-Two scoring paths:
+The engine puts together parts that each hold one thing and are importable alone:
 
-- **vector models** (the sequence models, ``m6`` first): the user is encoded from their
-  history, the item vectors sit in an index (exact or FAISS) and new items are added to it;
-  text models (``reads_text``) also encode posted items and free-text queries;
-- **any other model** (EASE, KNN, MF, ...): ``model.score`` over its catalogue.
+- `m6rec.serve.catalogue.Catalogue`: the items (the dataset's, then the posted ones), their
+  titles, categories, popularity and LM encodings;
+- a scorer per kind of model: `m6rec.serve.vectors.VectorScorer` for vector models (the
+  sequence models, ``m6`` first: users encoded from their history, items in an index, posted
+  items placed by their text) and `m6rec.serve.dense.DenseScorer` for any other (EASE, KNN,
+  MF, ...: ``model.score`` over its catalogue);
+- `m6rec.serve.user_cache.UserCache`: user vectors kept while a history is unchanged;
+- `m6rec.serve.query.QueryMatcher`: free-text requests against the catalogue (text models);
+- `m6rec.serve.explanations.Explanations`: ``explain=true``.
 """
 
 from __future__ import annotations
@@ -15,19 +20,22 @@ import hashlib
 import hmac
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
-from m6rec.index import build_index
 from m6rec.ranking import topk
+from m6rec.serve.catalogue import Catalogue, categories_of, item_text, title_of
+from m6rec.serve.dense import DenseScorer
+from m6rec.serve.explanations import Explanations
+from m6rec.serve.query import LazyEncoder, QueryMatcher
+from m6rec.serve.user_cache import UserCache, history_key
+from m6rec.serve.vectors import NEW_ITEM_MODES, VectorScorer, is_vector_model
 from m6rec.storage import Event, Item, Store
 from m6rec.storage.base import check_event
 
@@ -58,6 +66,45 @@ class Unsupported(ValueError):
     """A request the loaded model cannot answer (422)."""
 
 
+@dataclass(frozen=True)
+class Options:
+    """The engine's settings (see `Engine`), shared by every engine derived from one."""
+
+    index: str = "auto"
+    faiss_threshold: int = 50_000
+    pseudonymise_key: str | None = None
+    history_limit: int = 500
+    query_weight: float = 1.0
+    query_decay: float = 0.5
+    query_attributes: float = 0.5
+    user_cache: int = 100_000
+    explain_cache: int = 2048
+    explain_history: int = 20
+    new_items: str = "calibrated"
+
+
+class Source:
+    """What every version of the served model shares: the model directory, the store, the
+    dataset (training histories, users) and the options. Nothing here changes while serving."""
+
+    def __init__(self, model_dir: Path, store: Store, data_spec: str, tie_break: str,
+                 dataset: Dataset, meta: dict, options: Options) -> None:
+        self.model_dir, self.store, self.data_spec = model_dir, store, data_spec
+        self.tie_break, self.dataset, self.meta, self.options = tie_break, dataset, meta, options
+        self.histories = dataset.histories()
+        self.event_code = {t: k for k, t in enumerate(dataset.event_types)}
+        key = options.pseudonymise_key
+        self.key = key.encode() if key else None
+        self._train_csr = None
+
+    @property
+    def train_csr(self):
+        """Users x items of the training data (built on first use: similar users)."""
+        if self._train_csr is None:
+            self._train_csr = self.dataset.csr()
+        return self._train_csr
+
+
 class Engine:
     """Model + catalogue + index over one store.
 
@@ -81,6 +128,8 @@ class Engine:
     query_weight, query_decay, query_attributes : free-text requests, as in
         `m6rec.recommend`: ``z(user scores) + query_weight * z(request match)``, turns weighted
         ``query_decay ** age``, the match mixing item text and categories (``query_attributes``)
+    new_items : how posted items (no ID part) are scored by an ID-trained text model:
+        ``calibrated`` (default) or ``raw`` (`m6rec.serve.vectors`)
     """
 
     def __init__(self, model_dir: str | Path, store: Store, data: str | None = None,
@@ -89,113 +138,68 @@ class Engine:
                  query_weight: float = 1.0, query_decay: float = 0.5,
                  query_attributes: float = 0.5, user_cache: int = 100_000,
                  explain_cache: int = 2048, explain_history: int = 20,
-                 snapshot: str | Path | None = None):
+                 snapshot: str | Path | None = None, new_items: str = "calibrated"):
         from m6rec.config import Settings
-        from m6rec.data import load_dataset
+        from m6rec.data.cache import load_cached
         from m6rec.models.io import load_model_dir
 
-        self.model_dir = Path(model_dir)
-        self.store = store
-        self.history_limit = history_limit
-        self.query_weight = query_weight
-        self.query_decay = query_decay
-        self.query_attributes = query_attributes
-        self._key = pseudonymise_key.encode() if pseudonymise_key else None
-        self.loaded_at = time.time()
-        _, meta = load_model_dir(self.model_dir)  # checks the directory, says what it holds
+        if new_items not in NEW_ITEM_MODES:
+            raise ValueError(f"new_items must be one of {', '.join(NEW_ITEM_MODES)}, "
+                             f"got {new_items!r}")
+        options = Options(index, faiss_threshold, pseudonymise_key, history_limit, query_weight,
+                          query_decay, query_attributes, user_cache, explain_cache,
+                          explain_history, new_items)
+        model_dir = Path(model_dir)
+        _, meta = load_model_dir(model_dir)  # checks the directory, says what it holds
         spec = data or meta.get("data_spec")
         if not spec:
-            raise ValueError(f"{self.model_dir}: meta.json names no dataset; pass --data SPEC")
-        self.data_spec, self.tie_break = spec, Settings().tie_break
-        self.dataset: Dataset = load_dataset(spec, tie_break=self.tie_break)
-        self.model, self.meta = load_model_dir(self.model_dir, self.dataset)
-        self.model_name = self.meta.get("model", self.model.name)
-        ds = self.dataset
-        self._lock = threading.Lock()
-        self._batch_lock = threading.Lock()
-        self._batchers: dict[str, Any] = {}
-        self._closed = False
-        self.n_base = ds.n_items
-        self.item_ids: list[str] = [str(i) for i in ds.item_ids]
-        self.item_pos: dict[str, int] = {i: k for k, i in enumerate(self.item_ids)}
-        self.titles: list[str] = [str(t) for t in ds.titles()]
-        self.categories: list[list[str]] = ds.item_categories()
-        self.popularity = np.zeros(max(16, 2 * ds.n_items), dtype=np.float64)
-        self.popularity[: ds.n_items] = ds.item_counts()
-        self._full = ds.histories()
-        self.event_code = {t: k for k, t in enumerate(ds.event_types)}
-        self._train_csr = ds.csr()
-        self._item_users = self._train_csr.T.tocsr()
-        self.vector_mode = hasattr(self.model, "module_") and hasattr(self.model.module_,
-                                                                      "item_table")
-        self.text_mode = bool(self.model.reads_text and self.vector_mode)
-        self._encoder = None
-        self._explainer = None
-        self._categories_cache: tuple[tuple[int, int], Any, list[str]] | None = None
-        self._categories_version = 0
-        self._vocab_lm: dict[str, np.ndarray] = {}
-        self._user_cache: OrderedDict[str, tuple[bytes, np.ndarray]] = OrderedDict()
-        self._user_cache_size = int(user_cache)
-        self._loo_cache: OrderedDict[str, tuple[bytes, np.ndarray, np.ndarray, dict]] = (
-            OrderedDict())
-        self._loo_cache_size = int(explain_cache)
-        self.explain_history = int(explain_history)
-        self._cache_lock = threading.Lock()
-        self._vectors_version = 0  # bumped when a catalogue item's vector changes
-        self.cache_hits = self.cache_misses = 0
-        self.model_version = 0  # +1 per online update (`derive`)
-        self._successor: Engine | None = None
-        self._index_kind, self._faiss_threshold = index, faiss_threshold
-        if self.vector_mode:
-            self._init_vectors(index, faiss_threshold)
-            if self.text_mode:  # the LM's own item encodings (request matching), posted too
-                self._lm = np.array(self.model.item_text_, dtype=np.float32, copy=True)
+            raise ValueError(f"{model_dir}: meta.json names no dataset; pass --data SPEC")
+        tie_break = Settings().tie_break
+        # through the dataset cache: a restart or reload reads arrays, not the source files
+        dataset = load_cached(spec, tie_break)
+        model, meta = load_model_dir(model_dir, dataset)
+        source = Source(model_dir, store, spec, tie_break, dataset, meta, options)
+        text = bool(model.reads_text and is_vector_model(model))
+        catalogue = Catalogue.from_dataset(dataset, model.item_text_ if text else None)
+        self._assemble(source, model, catalogue, self._scorer_for(source, model, catalogue),
+                       version=0, encoder=LazyEncoder(model.encoder) if text else None)
         for it in store.all_items():  # items posted earlier (also by other replicas)
             self._apply_item(it)
         self.snapshot_path = snapshot
-        self._log_counts: dict[str, int] = {}  # events per item in the log (popularity's part)
         self._replay(store)
 
-    def _replay(self, store: Store) -> None:
-        """Events per item from the snapshot (when valid) plus the log after its offset (one
-        aggregate query), into ``popularity``."""
-        from m6rec.serve import snapshot
+    @staticmethod
+    def _scorer_for(source: Source, model: Any, catalogue: Catalogue):
+        o = source.options
+        if is_vector_model(model):
+            return VectorScorer(model, catalogue, o.index, o.faiss_threshold, o.new_items)
+        return DenseScorer(model, source.dataset)
 
-        snap = snapshot.load(self.snapshot_path, store)
-        offset, counts = snap if snap is not None else (0, {})
-        tail, self.events_seen = store.item_counts(offset)
-        for item_id, count in tail.items():
-            counts[item_id] = counts.get(item_id, 0) + count
-        self._log_counts = counts
-        self.snapshot_offset = offset
-        for item_id, count in counts.items():
-            pos = self.item_pos.get(item_id)
-            if pos is not None:
-                self.popularity[pos] += count
-
-    def save_snapshot(self) -> None:
-        """Write the log-derived state with the offset it covers (no-op without a path)."""
-        from m6rec.serve import snapshot
-
-        if self.snapshot_path is None:
-            return
-        with self._lock:
-            offset, counts = self.events_seen, dict(self._log_counts)
-        snapshot.save(self.snapshot_path, self.store, offset, counts)
-
-    # -- vectors -----------------------------------------------------------------------------
-    def _init_vectors(self, index: str, faiss_threshold: int) -> None:
-        import torch
-
-        module = self.model.module_
-        module.eval()
-        with torch.inference_mode():
-            table = module.item_table().float().cpu().numpy()
-        self.index = build_index(table, kind=index, threshold=faiss_threshold)
-        norms = np.linalg.norm(table, axis=1, keepdims=True)
-        self.sim_index = build_index(table / np.maximum(norms, 1e-12), kind=index,
-                                     threshold=faiss_threshold)
-        self._table = torch.as_tensor(table)
+    def _assemble(self, source: Source, model: Any, catalogue: Catalogue, scorer: Any,
+                  version: int, encoder: LazyEncoder | None,
+                  matcher: QueryMatcher | None = None) -> None:
+        """Set this engine up from its parts (a new engine, or one derived from another)."""
+        o = source.options
+        self.source, self.model, self.catalogue, self.scorer = source, model, catalogue, scorer
+        self.model_name = source.meta.get("model", model.name)
+        self.vector_mode = isinstance(scorer, VectorScorer)
+        self.text_mode = bool(model.reads_text and self.vector_mode)
+        self.model_version = version  # +1 per online update (`derive`)
+        self.loaded_at = time.time()
+        self._encoder = encoder
+        self.user_cache = UserCache(o.user_cache)
+        self.explanations = Explanations(source.dataset, catalogue, scorer, self._stack,
+                                         version, o.explain_cache, o.explain_history)
+        self.matcher = None
+        if self.text_mode:
+            self.matcher = (matcher.with_catalogue(catalogue) if matcher is not None else
+                            QueryMatcher(encoder.encode, catalogue, o.query_decay,
+                                         o.query_attributes))
+        self._lock = threading.Lock()  # writers of the catalogue and the item vectors
+        self._batch_lock = threading.Lock()
+        self._batchers: dict[str, Any] = {}
+        self._closed = False
+        self._successor: Engine | None = None
 
     def derive(self, model: Any, version: int) -> Engine:
         """A new engine serving ``model``, an updated version of this engine's model (same
@@ -211,90 +215,81 @@ class Engine:
 
         serving = copy.deepcopy(model) if self.vector_mode else model
         with self._lock:  # no item is applied while the catalogue is copied
-            new = copy.copy(self)
-            new.model, new.model_version, new._successor = serving, version, None
-            new.loaded_at = time.time()
-            new.item_ids, new.item_pos = list(self.item_ids), dict(self.item_pos)
-            new.titles, new.categories = list(self.titles), [list(c) for c in self.categories]
-            new._lock, new._batch_lock, new._cache_lock = (threading.Lock(), threading.Lock(),
-                                                            threading.Lock())
-            new._batchers, new._closed = {}, False
-            new._user_cache, new.cache_hits, new.cache_misses = OrderedDict(), 0, 0
-            new._loo_cache = OrderedDict()
-            new._explainer, new._categories_cache = None, None
-            if self.vector_mode:
-                new._init_vectors(self._index_kind, self._faiss_threshold)
-                n = len(self.item_ids)
-                if n > self.n_base:  # posted items: their text through the new adapter
-                    vecs = _adapt(serving.module_, self._lm[self.n_base:n])
-                    for v in vecs:
-                        new._extend_table(v)
-                    new.index.add(vecs)
-                    new.sim_index.add(vecs / np.maximum(
-                        np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12))
+            catalogue = self.catalogue.copy()
+            scorer = (self.scorer.derive(serving, catalogue) if self.vector_mode
+                      else self.scorer.derive(serving))
+            new = Engine.__new__(Engine)
+            new._assemble(self.source, serving, catalogue, scorer, version, self._encoder,
+                          self.matcher)
+            new.snapshot_path, new.snapshot_offset = self.snapshot_path, self.snapshot_offset
             self._successor = new
         return new
 
-    def _cached_user_vectors(self, rows: list[tuple[str, int, np.ndarray, np.ndarray,
-                                                    np.ndarray]]) -> np.ndarray:
-        """User vectors for (user_id, index, items, timestamps, event codes) rows, encoding
-        only the users whose history (or the item table) changed since their last request.
+    # -- what the parts hold, by their old names ---------------------------------------------
+    model_dir = property(lambda self: self.source.model_dir)
+    store = property(lambda self: self.source.store)
+    dataset = property(lambda self: self.source.dataset)
+    meta = property(lambda self: self.source.meta)
+    data_spec = property(lambda self: self.source.data_spec)
+    tie_break = property(lambda self: self.source.tie_break)
+    history_limit = property(lambda self: self.source.options.history_limit)
+    query_weight = property(lambda self: self.source.options.query_weight)
+    item_ids = property(lambda self: self.catalogue.item_ids)
+    item_pos = property(lambda self: self.catalogue.item_pos)
+    titles = property(lambda self: self.catalogue.titles)
+    categories = property(lambda self: self.catalogue.categories)
+    popularity = property(lambda self: self.catalogue.popularity)
+    n_base = property(lambda self: self.catalogue.n_base)
+    events_seen = property(lambda self: self.catalogue.events_seen)
+    cache_hits = property(lambda self: self.user_cache.hits)
+    cache_misses = property(lambda self: self.user_cache.misses)
+    explainer = property(lambda self: self.explanations.explainer)
 
-        The key is a digest of everything the encoder reads (the whole history arrays, the
-        training-user index for the profile, the item-table version and size), so a cached
-        vector is exactly what encoding again would give; a new event changes the history and
-        so the key (read-your-writes holds)."""
-        table_key = f"{self._vectors_version}:{len(self._table)}".encode()
-        keys = [_digest(table_key, u, items, ts, ev) for _, u, items, ts, ev in rows]
-        vecs: list[np.ndarray | None] = [None] * len(rows)
-        with self._cache_lock:
-            for x, (uid, *_rest) in enumerate(rows):
-                hit = self._user_cache.get(uid)
-                if hit is not None and hit[0] == keys[x]:
-                    self._user_cache.move_to_end(uid)
-                    vecs[x] = hit[1]
-        miss = [x for x, v in enumerate(vecs) if v is None]
-        if miss:
-            fresh = self._user_vectors(self._stack([rows[x][1:] for x in miss]))
-            with self._cache_lock:
-                for x, v in zip(miss, fresh, strict=True):
-                    vecs[x] = v = v.copy()  # not a view that keeps the whole batch alive
-                    if self._user_cache_size > 0:
-                        self._user_cache[rows[x][0]] = (keys[x], v)
-                        self._user_cache.move_to_end(rows[x][0])
-                while len(self._user_cache) > self._user_cache_size:
-                    self._user_cache.popitem(last=False)
-        self.cache_hits += len(rows) - len(miss)
-        self.cache_misses += len(miss)
-        return np.stack(vecs)
-
-    def _user_vectors(self, h: Histories) -> np.ndarray:
-        # text models read the current catalogue (base + posted items); one request sees one
-        # table even while an item is being added
-        table = self._table.numpy() if self.text_mode else None
-        return self.model.user_vectors(h, item_table=table)
+    @property
+    def index(self):
+        """The catalogue items' vector index (vector models)."""
+        return self.scorer.index
 
     @property
     def encoder(self):
-        if self._encoder is None:
-            from m6rec.text import get_encoder
+        """The model's text encoder (text models; loaded on first use)."""
+        return self._encoder.get()
 
-            self._encoder = get_encoder(self.model.encoder)
-        return self._encoder
+    # -- the event log -----------------------------------------------------------------------
+    def _replay(self, store: Store) -> None:
+        """Events per item from the snapshot (when valid) plus the log after its offset (one
+        aggregate query), into the catalogue's popularity."""
+        from m6rec.serve import snapshot
 
-    def _text_to_item_space(self, texts: list[str]) -> np.ndarray:
-        """Free texts -> vectors in item space (the model's text adapter, no ID part)."""
-        return _adapt(self.model.module_, np.asarray(self.encoder.encode(texts), np.float32))
+        snap = snapshot.load(self.snapshot_path, store)
+        offset, counts = snap if snap is not None else (0, {})
+        tail, seen = store.item_counts(offset)
+        for item_id, count in tail.items():
+            counts[item_id] = counts.get(item_id, 0) + count
+        self.catalogue.add_log_counts(counts)
+        self.catalogue.events_seen = seen
+        self.snapshot_offset = offset
+
+    def save_snapshot(self) -> None:
+        """Write the log-derived state with the offset it covers (no-op without a path)."""
+        from m6rec.serve import snapshot
+
+        if self.snapshot_path is None:
+            return
+        with self._lock:
+            offset, counts = self.catalogue.events_seen, dict(self.catalogue.log_counts)
+        snapshot.save(self.snapshot_path, self.store, offset, counts)
 
     # -- ids ---------------------------------------------------------------------------------
     def pseudonym(self, user_id: str) -> str:
         """The id under which a user's events are stored (keyed HMAC when configured)."""
-        if self._key is None:
+        key = self.source.key
+        if key is None:
             return user_id
-        return "p_" + hmac.new(self._key, user_id.encode(), hashlib.sha256).hexdigest()[:40]
+        return "p_" + hmac.new(key, user_id.encode(), hashlib.sha256).hexdigest()[:40]
 
     def item_index(self, item_id: str) -> int | None:
-        return self.item_pos.get(str(item_id))
+        return self.catalogue.index(item_id)
 
     # -- writes ------------------------------------------------------------------------------
     def add_events(self, events: list[dict[str, Any]]) -> list[int]:
@@ -314,8 +309,9 @@ class Engine:
         out: list[Any] = [None] * len(batches)
         rows: list[Event] = []
         spans: list[tuple[int, int, int]] = []
+        pos = self.catalogue.item_pos
         for j, events in enumerate(batches):
-            unknown = [k for k, e in enumerate(events) if e["item_id"] not in self.item_pos]
+            unknown = [k for k, e in enumerate(events) if e["item_id"] not in pos]
             if unknown:
                 k = unknown[0]
                 out[j] = NotFound(f"events[{k}].item_id {events[k]['item_id']!r} is not in the "
@@ -335,10 +331,8 @@ class Engine:
         if rows:
             ids = self.store.add_events(rows)
             with self._lock:
-                for e in rows:
-                    self.popularity[self.item_pos[e.item_id]] += 1
-                    self._log_counts[e.item_id] = self._log_counts.get(e.item_id, 0) + 1
-                self.events_seen = max(self.events_seen, max(ids))
+                self.catalogue.count([e.item_id for e in rows])
+                self.catalogue.events_seen = max(self.catalogue.events_seen, max(ids))
             for j, a, b in spans:
                 out[j] = ids[a:b]
         return out
@@ -357,81 +351,29 @@ class Engine:
         with self._lock:
             if self._successor is not None:  # swapped out by an online update: it serves now
                 return self._successor._apply_item(item)
-            pos = self.item_pos.get(item.item_id)
-            title = str(item.fields.get("title") or item.fields.get("name") or item.item_id)
-            cats = item.fields.get("categories") or []
-            if isinstance(cats, str):
-                cats = [c.strip() for c in cats.replace("|", ",").split(",") if c.strip()]
+            cat = self.catalogue
+            pos = cat.index(item.item_id)
+            title, cats = title_of(item.fields, item.item_id), categories_of(item.fields)
             vec = lm = None
             if self.text_mode:
-                text = self._item_text(item)
-                vec, lm = self._item_vector(pos, text)
+                text = item_text(self.dataset, item.item_id, item.fields,
+                                 getattr(self.model, "text_budget", 400))
+                lm = np.asarray(self.encoder.encode([text]), dtype=np.float32)[0]
+                vec = self.scorer.item_vector(pos, lm)
             new = pos is None
             if new:
                 if not self.text_mode:
                     # an ID model cannot score an item it was not trained on: keep it stored
                     return {"item_id": item.item_id, "created": True, "indexed": False,
                             "reason": f"model {self.model_name!r} does not read item text"}
-                pos = len(self.item_ids)
-                if pos >= len(self.popularity):
-                    self.popularity = np.concatenate([self.popularity,
-                                                      np.zeros_like(self.popularity)])
-                self.titles.append(title)
-                self.categories.append(list(cats))
-                self.item_ids.append(item.item_id)
-                self._lm_put(pos, lm)
-                self._extend_table(vec)
-                self.index.add(vec[None])
-                self.sim_index.add(_unit(vec)[None])
-                self.item_pos[item.item_id] = pos  # visible to readers last
+                pos = cat.append(item.item_id, title, cats, lm)
+                self.scorer.add(vec)
+                cat.publish(item.item_id, pos)  # visible to readers last
             else:
-                self.titles[pos] = title
-                self.categories[pos] = list(cats)
-                self._categories_version += 1
+                cat.update(pos, title, cats, lm)
                 if vec is not None:
-                    self._lm_put(pos, lm)
-                    self._table[pos] = _torch(vec)
-                    self._vectors_version += 1
-                    self.index.update(pos, vec)
-                    self.sim_index.update(pos, _unit(vec))
+                    self.scorer.update(pos, vec, lm)
             return {"item_id": item.item_id, "created": new, "indexed": vec is not None}
-
-    def _item_text(self, item: Item) -> str:
-        from m6rec.text import item_texts
-
-        ds = self.dataset
-        row = {c: "" for c in ds.items.columns}
-        for k, v in item.fields.items():
-            row[k] = "|".join(map(str, v)) if isinstance(v, list) else str(v)
-        if ds.category_column and "categories" in item.fields and ds.category_column not in (
-                "categories",):
-            row[ds.category_column] = row.pop("categories")
-        one = replace(ds, items=pd.DataFrame([row]), item_ids=np.array([item.item_id], object))
-        for cached in ("title_column", "category_column"):
-            one.__dict__.pop(cached, None)
-        return item_texts(one, budget=getattr(self.model, "text_budget", 400))[0]
-
-    def _item_vector(self, pos: int | None, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(item-space vector, LM encoding) of an item's text."""
-        import torch
-
-        module = self.model.module_
-        t = np.asarray(self.encoder.encode([text]), dtype=np.float32)
-        if pos is not None and pos < self.n_base:  # a changed catalogue item keeps its ID part
-            with torch.inference_mode():
-                module.item_text[pos] = torch.as_tensor(t[0])
-                return module.item_table()[pos].float().numpy(), t[0]
-        return _adapt(module, t)[0], t[0]
-
-    def _lm_put(self, pos: int, lm: np.ndarray) -> None:
-        if pos >= len(self._lm):  # grow by doubling; rows past the catalogue are never read
-            self._lm = np.concatenate([self._lm, np.zeros_like(self._lm)])
-        self._lm[pos] = lm
-
-    def _extend_table(self, vec: np.ndarray) -> None:
-        import torch
-
-        self._table = torch.cat([self._table, _torch(vec)[None]])
 
     # -- reads -------------------------------------------------------------------------------
     def history(self, user_id: str) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
@@ -441,14 +383,15 @@ class Engine:
         u = -1 if u is None else int(u)
         items, ts, ev = [], [], []
         if u >= 0:
-            row = self._full.take(np.array([u]))
+            row = self.source.histories.take(np.array([u]))
             items.append(row.items)
             ts.append(row.timestamps if row.timestamps is not None
                       else np.full(len(row.items), np.nan))
             ev.append(row.events if row.events is not None else np.zeros(len(row.items), np.int64))
         stored = self.store.user_events(self.pseudonym(user_id), limit=self.history_limit)
-        known = [(self.item_pos[e.item_id], e.timestamp, self.event_code.get(e.type or "", 0))
-                 for e in stored if e.item_id in self.item_pos]
+        pos, code = self.catalogue.item_pos, self.source.event_code
+        known = [(pos[e.item_id], e.timestamp, code.get(e.type or "", 0))
+                 for e in stored if e.item_id in pos]
         if known:
             a = np.array(known, dtype=np.float64)
             items.append(a[:, 0].astype(np.int64))
@@ -457,10 +400,6 @@ class Engine:
         if not items:
             return u, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)
         return u, np.concatenate(items), np.concatenate(ts), np.concatenate(ev)
-
-    def _histories(self, u: int, items: np.ndarray, ts: np.ndarray, ev: np.ndarray
-                   ) -> Histories:
-        return self._stack([(u, items, ts, ev)])
 
     @staticmethod
     def _stack(rows: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]) -> Histories:
@@ -471,6 +410,30 @@ class Engine:
                          np.array([r[0] for r in rows], np.int64),
                          np.concatenate([r[2] for r in rows]).astype(np.float64), None,
                          np.concatenate([r[3] for r in rows]).astype(np.int64))
+
+    def _user_vectors(self, h: Histories, n: int | None = None) -> np.ndarray:
+        return self.scorer.user_vectors(h, n)
+
+    def _cached_user_vectors(self, rows: list[tuple[str, int, np.ndarray, np.ndarray,
+                                                    np.ndarray]], n: int | None = None
+                             ) -> np.ndarray:
+        """User vectors for (user_id, index, items, timestamps, event codes) rows over the
+        first ``n`` items, encoding only the users whose history (or the item table) changed
+        since their last request.
+
+        The key is a digest of everything the encoder reads (the whole history arrays, the
+        training-user index for the profile, the item-table version and size), so a cached
+        vector is exactly what encoding again would give; a new event changes the history and
+        so the key (read-your-writes holds)."""
+        n = len(self.scorer) if n is None else n
+        prefix = f"{self.scorer.version}:{n}".encode()
+        keys = [history_key(prefix, u, items, ts, ev) for _, u, items, ts, ev in rows]
+
+        def compute(miss: list[int]) -> list[np.ndarray]:
+            fresh = self._user_vectors(self._stack([rows[x][1:] for x in miss]), n)
+            return [v.copy() for v in fresh]  # not views that keep the whole batch alive
+
+        return np.stack(self.user_cache.get_or_compute([r[0] for r in rows], keys, compute))
 
     def profile_text(self, user_id: str, u: int) -> str:
         from m6rec.text import user_profile_text
@@ -535,6 +498,7 @@ class Engine:
         out: list[Any] = [None] * len(requests)
         rows: list[tuple[int, RecRequest, int, np.ndarray, np.ndarray, np.ndarray,
                          np.ndarray]] = []
+        pos = self.catalogue.item_pos
         for j, r in enumerate(requests):
             try:
                 if r.turns and not self.text_mode:
@@ -542,53 +506,58 @@ class Engine:
                                       f"{self.model_name!r}")
                 u, items, ts, ev = self.history(r.user_id)
                 ex = np.unique(np.concatenate([items, np.array(
-                    [self.item_pos[i] for i in r.exclude if i in self.item_pos], np.int64)]))
+                    [pos[i] for i in r.exclude if i in pos], np.int64)]))
                 rows.append((j, r, u, items, ts, ev, ex))
             except (NotFound, Unsupported, ValueError) as e:
                 out[j] = e
-        table = self._table if self.vector_mode else None  # one catalogue for the whole batch
+        # one catalogue for the whole batch (items posted meanwhile wait for the next one)
+        n = len(self.scorer) if self.vector_mode else self.catalogue.n_base
         match: dict[tuple[str, ...], np.ndarray] = {}
         for _, r, *_rest in rows:
             if r.turns and r.turns not in match:
-                match[r.turns] = self._query_match(r.turns, len(table))
+                match[r.turns] = self.matcher.match(r.turns, n)
         found: dict[int, tuple[str, np.ndarray, np.ndarray, str]] = {}
         hist = [row for row in rows if len(row[3])]
+        user_vec: dict[int, np.ndarray] = {}
+        user_q: dict[int, np.ndarray | None] = {}
         if hist and self.vector_mode:
+            scorer = self.scorer
             users = self._cached_user_vectors([(r.user_id, u, it, ts, ev)
-                                               for _, r, u, it, ts, ev, _ in hist])
-            user_vec = {row[0]: users[x] for x, row in enumerate(hist)}
+                                               for _, r, u, it, ts, ev, _ in hist], n)
+            queries = scorer.text_queries([row[3] for row in hist])
+            for x, row in enumerate(hist):
+                user_vec[row[0]] = users[x]
+                user_q[row[0]] = None if queries is None else queries[x]
             plain = [x for x, row in enumerate(hist) if not row[1].turns]
             if plain:
-                ids, scores = self.index.search(users[plain], max(hist[x][1].k for x in plain),
-                                                exclude=[hist[x][6] for x in plain])
+                ids, scores = scorer.search(users[plain], _rows(queries, plain),
+                                            max(hist[x][1].k for x in plain),
+                                            [hist[x][6] for x in plain], n)
                 for y, x in enumerate(plain):
                     j, r = hist[x][0], hist[x][1]
                     found[j] = ("history", ids[y, :r.k], scores[y, :r.k], "")
             steered = [x for x, row in enumerate(hist) if row[1].turns]
             if steered:
-                full = users[steered] @ table.numpy().T
+                full = scorer.scores(users[steered], _rows(queries, steered),
+                                     [hist[x][6] for x in steered], n)
                 for y, x in enumerate(steered):
                     j, r, ex = hist[x][0], hist[x][1], hist[x][6]
                     s = steer(full[y][None], match[r.turns], self.query_weight)
                     found[j] = ("history+query", *_top(s, ex, r.k), "")
         elif hist:
-            base = [(u, it[it < self.n_base], ts[it < self.n_base], ev[it < self.n_base])
-                    for _, _, u, it, ts, ev, _ in hist]
-            s = self.model.score(self._stack(base))
-            s = np.nan_to_num(s, nan=np.finfo(np.float32).min, posinf=np.finfo(np.float32).max)
-            for x, (_, _, _, _, _, _, ex) in enumerate(hist):
-                s[x, ex[ex < s.shape[1]]] = -np.inf
-            ids, scores = topk(s, max(r.k for _, r, *_ in hist))
+            nb = self.catalogue.n_base
+            base = [(u, it[it < nb], ts[it < nb], ev[it < nb]) for _, _, u, it, ts, ev, _ in hist]
+            ids, scores = self.scorer.search(self._stack(base), max(r.k for _, r, *_ in hist),
+                                             [row[6] for row in hist])
             for x, (j, r, *_rest) in enumerate(hist):
                 found[j] = ("history", ids[x, :r.k], scores[x, :r.k], "")
-        loo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        loo: dict[int, tuple] = {}
         if hist and self.vector_mode:  # leave-one-out vectors of every explained history
             asked = [row for row in hist if row[1].explain]
-            for row, got in zip(asked, self._leave_one_out(
-                    [(r.user_id, u, it, ts, ev) for _, r, u, it, ts, ev, _ in asked]),
-                    strict=True):
-                loo[row[0]] = got
-        n = len(self.item_ids)
+            got = self.explanations.leave_one_out(
+                [(r.user_id, u, it, ts, ev) for _, r, u, it, ts, ev, _ in asked], n)
+            for row, g in zip(asked, got, strict=True):
+                loo[row[0]] = (user_vec[row[0]], user_q[row[0]], *g)
         for j, r, u, _, _, _, ex in rows:
             if j in found:
                 continue
@@ -596,192 +565,31 @@ class Engine:
             if r.turns:
                 found[j] = ("query", *_top(match[r.turns][None], ex, r.k), "")
             elif profile and self.text_mode:
-                vec = self._text_to_item_space([profile])[0]
+                lm = np.asarray(self.encoder.encode([profile]), np.float32)
+                vec = self.scorer.text_vectors(lm)[0]
                 # text matching: cosine, so items with an ID part (larger norms) do not crowd
                 # out items known by their text alone (new ones)
-                ids, scores = self.sim_index.search(_unit(vec)[None], r.k, exclude=[ex])
+                ids, scores = self.scorer.sim_index.search(_unit(vec)[None], r.k, exclude=[ex])
                 found[j] = ("profile", ids[0], scores[0], profile)
             else:
                 s = self.popularity[:n].astype(np.float32).copy()
-                s[ex] = -np.inf
+                s[ex[ex < n]] = -np.inf
                 ids, scores = topk(s[None], r.k)
                 found[j] = ("popular", ids[0], scores[0], profile)
-        for j, r, _, items, _, _, _ in rows:
+        item_ids, titles = self.catalogue.item_ids, self.catalogue.titles
+        for j, r, _, items, _, _, ex in rows:
             strategy, ids, scores, profile = found[j]
             keep = ids >= 0
             ids, scores = ids[keep], scores[keep]
-            items_out = [{"item_id": self.item_ids[i], "score": float(s), "title": self.titles[i]}
+            items_out = [{"item_id": item_ids[i], "score": float(s), "title": titles[i]}
                          for i, s in zip(ids, scores, strict=True)]
             if r.explain:
-                whys = self._explain(strategy, items, ids, r.turns,
-                                     match.get(r.turns) if r.turns else None,
-                                     (user_vec[j], *loo[j]) if j in loo else None)
+                whys = self.explanations.explain(strategy, items, ids, r.turns,
+                                                 match.get(r.turns) if r.turns else None,
+                                                 loo.get(j), ex)
                 for it, why in zip(items_out, whys, strict=True):
                     it.update(why)
             out[j] = {"user_id": r.user_id, "strategy": strategy, "items": items_out}
-        return out
-
-    # -- free-text requests ------------------------------------------------------------------
-    def _query_match(self, turns: tuple[str, ...], n: int) -> np.ndarray:
-        """The request match of every item (the first ``n``: one batch's catalogue), float32
-        [n]: `m6rec.recommend.text_match` over the live catalogue, posted items included."""
-        from m6rec.recommend import text_match
-
-        q = np.asarray(self.encoder.encode(list(turns)), dtype=np.float32)
-        cat, vocab = self._category_matrix(n)
-        vocab_lm = self._vocab_vectors(vocab) if vocab else None
-        return text_match(q, self._lm[:n], self.query_decay, cat if vocab else None, q, vocab_lm,
-                          self.query_attributes)
-
-    def _category_matrix(self, n: int):
-        """Sparse [n, n_categories] item-category matrix of the live catalogue, and the names."""
-        from scipy import sparse
-
-        key = (n, self._categories_version)
-        cached = self._categories_cache
-        if cached is not None and cached[0] == key:
-            return cached[1], cached[2]
-        cats = self.categories[:n]
-        vocab = sorted({c for cs in cats for c in cs})
-        col = {c: k for k, c in enumerate(vocab)}
-        rows = [i for i, cs in enumerate(cats) for _ in cs]
-        cols = [col[c] for cs in cats for c in cs]
-        m = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
-                              shape=(n, len(vocab)))
-        self._categories_cache = (key, m, vocab)
-        return m, vocab
-
-    def _vocab_vectors(self, vocab: list[str]) -> np.ndarray:
-        missing = [c for c in vocab if c not in self._vocab_lm]
-        if missing:
-            for c, v in zip(missing, self.encoder.encode(missing), strict=True):
-                self._vocab_lm[c] = np.asarray(v, np.float32)
-        return np.stack([self._vocab_lm[c] for c in vocab])
-
-    # -- explanations ------------------------------------------------------------------------
-    def _scorer(self):
-        engine = self
-
-        class _Scores:  # the `score(histories, items)` that the explainer calls
-            max_len = getattr(engine.model, "max_len", None)
-
-            def score(self, h: Histories, item_idx: np.ndarray) -> np.ndarray:
-                if engine.vector_mode:
-                    return engine._user_vectors(h) @ engine.index.vectors(item_idx).T
-                return engine.model.score(h, item_idx)
-
-        return _Scores()
-
-    @property
-    def explainer(self):
-        """`m6rec.explain.Explainer` over the live catalogue (KG relations from the dataset)."""
-        if self._explainer is None:
-            from m6rec.explain import Explainer
-
-            ex = Explainer(self._scorer(), self.dataset, top=2)
-            ex.item_ids, ex.titles, ex.categories = self.item_ids, self.titles, self.categories
-            self._explainer = ex
-        return self._explainer
-
-    def _leave_one_out(self, rows: list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray]]
-                       ) -> list[tuple[np.ndarray, np.ndarray, dict]]:
-        """(tested history items [m], user vectors without each of them [m, d], memo of the
-        finished explanations) for
-        (user_id, index, items, timestamps, event codes) rows: the newest ``m`` items (the
-        explainer's ``max_history``, the model's ``max_len``) are each removed in turn from
-        exactly the history the ranking encoded (profile, times and event types kept);
-        ``m`` is at most ``explain_history``.
-
-        For a dot-product model these vectors explain any item: a drop is
-        ``(user - loo) @ item``. All missing users' rows go through the encoder in one batch;
-        the result is cached per user under the key of the user-vector cache (the whole
-        history, the item-table version and size) plus the model version, so a repeated
-        request skips the encoder and a new event or a model update recomputes it; the
-        memo keeps each item's finished explanation under the same key."""
-        table_key = (f"loo:{self.model_version}:{self._vectors_version}:"
-                     f"{len(self._table)}").encode()
-        keys = [_digest(table_key, u, items, ts, ev) for _, u, items, ts, ev in rows]
-        out: list[Any] = [None] * len(rows)
-        with self._cache_lock:
-            for x, (uid, *_rest) in enumerate(rows):
-                hit = self._loo_cache.get(uid)
-                if hit is not None and hit[0] == keys[x]:
-                    self._loo_cache.move_to_end(uid)
-                    out[x] = hit[1:]
-        miss = [x for x, o in enumerate(out) if o is None]
-        if not miss:
-            return out
-        m_max = max(1, min(self.explainer.max_history, self.explain_history))
-        batch: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
-        spans: list[tuple[int, np.ndarray, int, int]] = []
-        for x in miss:
-            _, u, items, ts, ev = rows[x]
-            n = len(items)
-            start = len(batch)
-            for j in range(max(0, n - m_max), n):
-                keep = np.arange(n) != j
-                batch.append((u, items[keep], ts[keep], ev[keep]))
-            spans.append((x, items[max(0, n - m_max):], start, len(batch)))
-        vecs = self._user_vectors(self._stack(batch))
-        with self._cache_lock:
-            for x, tested, a, b in spans:
-                # a copy: a slice would keep the encoder's whole [rows, L, d] output alive
-                out[x] = (tested, vecs[a:b].copy(), {})
-                if self._loo_cache_size > 0:
-                    self._loo_cache[rows[x][0]] = (keys[x], *out[x])
-                    self._loo_cache.move_to_end(rows[x][0])
-            while len(self._loo_cache) > self._loo_cache_size:
-                self._loo_cache.popitem(last=False)
-        return out
-
-    def _explain(self, strategy: str, history: np.ndarray, ids: np.ndarray,
-                 turns: tuple[str, ...], match: np.ndarray | None,
-                 loo: tuple[np.ndarray, np.ndarray, np.ndarray, dict] | None = None
-                 ) -> list[dict[str, Any]]:
-        """Per item: the `m6rec.explain.Explanation` fields (``because`` = its sentence, the
-        explanation's own score as ``explained_score``: ``score`` stays the ranking score);
-        with a request, its match and the request in the sentence. ``loo``: (user vector,
-        tested history items, leave-one-out vectors, memo) of a vector model's user."""
-        from m6rec.recommend import request_sentence
-
-        if strategy == "popular":
-            return [{"because": "Popular with other users.", "sentence": "Popular with other "
-                     "users.", "method": "none", "history": []} for _ in ids]
-        if strategy == "profile":
-            return [{"because": "Its text matches your profile.", "method": "profile",
-                     "history": []} for _ in ids]
-        out: list[dict[str, Any]] = [{} for _ in ids]
-        if strategy in ("history", "history+query"):
-            if loo is not None:
-                user, tested, without, memo = loo
-                version = self._categories_version  # titles and categories the text names
-                todo = np.array([i for i in ids if (int(i), version) not in memo], np.int64)
-                if len(todo):
-                    vecs = self.index.vectors(todo)
-                    full = vecs @ user
-                    drops = (full[None, :] - without @ vecs.T).astype(np.float32)
-                    if len(memo) > 1000:  # a long-lived user: start over
-                        memo.clear()
-                    for i, e in zip(todo, self.explainer.from_contributions(
-                            todo, tested, drops, full), strict=True):
-                        memo[int(i), version] = _explained(e)
-                out = [dict(memo[int(i), version]) for i in ids]  # callers add keys
-            else:
-                hist = history if self.vector_mode else history[history < self.n_base]
-                ok = ids < self.n_base if not self.vector_mode else np.ones(len(ids), bool)
-                for x, e in zip(np.flatnonzero(ok), self.explainer.explain(hist, ids[ok]),
-                                strict=True):
-                    out[x] = _explained(e)
-                for x in np.flatnonzero(~ok):
-                    out[x] = {"because": "", "method": "none", "history": []}
-        if turns:
-            for x, i in enumerate(ids):
-                d = out[x]
-                d["query_match"] = round(float(match[i]), 4)
-                d["because"] = d["sentence"] = request_sentence(d.get("sentence", ""), turns[-1],
-                                                             strategy == "history+query")
-                d.setdefault("history", [])
-                d.setdefault("method", "query")
         return out
 
     # -- similarity --------------------------------------------------------------------------
@@ -789,19 +597,9 @@ class Engine:
         i = self.item_index(item_id)
         if i is None:
             raise NotFound(f"unknown item_id {item_id!r}")
-        if self.vector_mode:
-            ids, scores = self.sim_index.search(self.sim_index.vectors(np.array([i])), k,
-                                                exclude=[np.array([i])])
-        else:  # cosine over the users who interacted with the items
-            if i >= self.n_base:
-                raise Unsupported(f"item {item_id!r} has no interactions the model knows")
-            col = self._item_users[i]
-            co = np.asarray((self._item_users @ col.T).todense()).ravel().astype(np.float32)
-            norms = np.sqrt(np.maximum(self._item_users.getnnz(axis=1), 1)).astype(np.float32)
-            s = co / (norms * norms[i])
-            s[i] = -np.inf
-            s[co == 0] = -np.inf
-            ids, scores = topk(s[None], k)
+        if not self.vector_mode and i >= self.n_base:
+            raise Unsupported(f"item {item_id!r} has no interactions the model knows")
+        ids, scores = self.scorer.similar(i, k)
         keep = ids[0] >= 0
         return {"item_id": item_id, "items": [
             {"item_id": self.item_ids[j], "score": float(s), "title": self.titles[j]}
@@ -813,7 +611,7 @@ class Engine:
         items = np.unique(items[items < self.n_base])
         if not len(items):
             raise NotFound(f"user {user_id!r} has no history to compare")
-        X = self._train_csr
+        X = self.source.train_csr
         overlap = np.asarray(X[:, items].sum(axis=1)).ravel().astype(np.float32)
         sizes = np.maximum(X.getnnz(axis=1), 1).astype(np.float32)
         s = overlap / np.sqrt(sizes * len(items))
@@ -848,20 +646,8 @@ class Engine:
                 "model_version": self.model_version}
 
 
-def _explained(e: Any) -> dict[str, Any]:
-    """An `Explanation` as the service sends it: its score under ``explained_score``."""
-    d = e.to_dict()
-    d["explained_score"] = d.pop("score")
-    return d
-
-
-def _digest(prefix: bytes, u: int, *arrays: np.ndarray) -> bytes:
-    h = hashlib.blake2b(prefix, digest_size=16)
-    h.update(int(u).to_bytes(8, "little", signed=True))
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-        h.update(b"|")
-    return h.digest()
+def _rows(a: np.ndarray | None, idx: list[int]) -> np.ndarray | None:
+    return None if a is None else a[idx]
 
 
 def _top(s: np.ndarray, exclude: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -874,16 +660,3 @@ def _top(s: np.ndarray, exclude: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-12)
-
-
-def _torch(v: np.ndarray):
-    import torch
-
-    return torch.as_tensor(np.asarray(v, dtype=np.float32))
-
-
-def _adapt(module: Any, t: np.ndarray) -> np.ndarray:
-    import torch
-
-    with torch.inference_mode():
-        return module.text_vectors(torch.as_tensor(t)).float().numpy()

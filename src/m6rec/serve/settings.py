@@ -59,6 +59,11 @@ class ServeSettings:
         Seconds a thread holds the interpreter before a waiting one may take it
         (``M6REC_SWITCH_INTERVAL``, default 0.002; Python's own default is 0.005: measured
         in `docs/notes/serve.md`).
+    new_items : str
+        How an ID-trained text model (``m6`` by default) scores posted items, which have no
+        ID part (``M6REC_NEW_ITEMS``): ``calibrated`` (default: their text's match with the
+        user's newest items, on the user's own score scale) or ``raw`` (the text-only item
+        vector's dot product); see `m6rec.serve.vectors`.
     update : str
         Online updates from the event log (``M6REC_UPDATE``): ``off`` (default), or a policy
         and a trigger, e.g. ``"foldin every=1000"``, ``"finetune interval=60"`` (see
@@ -83,6 +88,8 @@ class ServeSettings:
     index: str = "auto"
     faiss_threshold: int = 50_000
     query_weight: float = 1.0
+    new_items: str = field(
+        default_factory=lambda: _env("NEW_ITEMS", "calibrated") or "calibrated")
     update: str = field(default_factory=lambda: _env("UPDATE", "off") or "off")
     switch_interval: float = field(
         default_factory=lambda: float(_env("SWITCH_INTERVAL", "0.002") or 0.002))
