@@ -16,6 +16,7 @@ messages only (no LM in the ranking).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,13 @@ class Conversation:
     query_weight, query_decay : as in `m6rec.recommend.recommend_for_user`; the decay defaults
         to 1 (all turns weigh alike): a follow-up usually adds to the request, and on the
         genre benchmark 1 beats 0.5 on the combined request (docs/experiments/generative.md)
+    cache : a `m6rec.text.generate.GenerationCache` (None: the default one)
+    rank : ``rank(queries) -> {"strategy", "items": [{"item_id", "score", "title"}]}``, the
+        ranking the requests steer (default: `m6rec.recommend.recommend_for_user` over
+        ``dataset``; the service passes its engine, which also reads stored events)
+    catalogue : (item ids, titles, categories) the returned items come from (default: the
+        dataset's; the service passes its live catalogue, posted items included)
+    checker : a `m6rec.explain.grounded.GroundingChecker` over that catalogue
     """
 
     model: Any
@@ -74,9 +82,11 @@ class Conversation:
     query_weight: float = 1.0
     query_decay: float = 1.0
     cache: Any = None
+    rank: Callable[[list[str]], dict[str, Any]] | None = None
+    catalogue: tuple[Sequence[str], Sequence[str], Sequence[Sequence[str]]] | None = None
+    checker: Any = None
     messages: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
-    _checker: Any = None
 
     def __post_init__(self) -> None:
         if self.steer not in STEER:
@@ -99,30 +109,54 @@ class Conversation:
         return clean_request(text, messages[-1])
 
     def ask(self, message: str) -> dict[str, Any]:
-        """One turn: ``{"request", "queries", "reply", "reply_raw", "replaced", "items"}``."""
-        from m6rec.recommend import recommend_for_user
-
-        message = str(message).strip()
-        if not message:
-            raise ValueError("an empty message")
+        """One turn: ``{"request", "queries", "strategy", "reply", "reply_raw", "replaced",
+        "violations", "items"}``."""
+        message = _message(message, len(self.messages))
         self.messages.append(message)
         self.requests.append(self.rewrite(self.messages) if self.steer != "turns" else message)
-        result = recommend_for_user(self.model, self.dataset, self.user_id, k=self.k,
-                                    query=self.queries(), query_weight=self.query_weight,
-                                    query_decay=self.query_decay)
+        return self._answer(message)
+
+    def answer(self, messages: Sequence[str]) -> dict[str, Any]:
+        """The reply to a whole conversation given at once (the user's messages, oldest
+        first), as `ask` would give after the last of them: the service keeps no state
+        between requests. Only the rewrites the steering reads are generated (``lm``: one per
+        turn, cached; ``both``: the last one)."""
+        if isinstance(messages, str) or not len(messages):
+            raise ValueError("messages: give at least one message (a list of strings)")
+        self.messages = [_message(m, n) for n, m in enumerate(messages)]
+        if self.steer == "turns":
+            self.requests = list(self.messages)
+        elif self.steer == "lm":
+            self.requests = [self.rewrite(self.messages[: n + 1])
+                             for n in range(len(self.messages))]
+        else:
+            self.requests = [self.rewrite(self.messages)]
+        return self._answer(self.messages[-1])
+
+    def _answer(self, message: str) -> dict[str, Any]:
+        from m6rec.recommend import recommend_for_user
+
+        queries = self.queries()
+        if self.rank is not None:
+            result = self.rank(queries)
+        else:
+            result = recommend_for_user(self.model, self.dataset, self.user_id, k=self.k,
+                                        query=queries, query_weight=self.query_weight,
+                                        query_decay=self.query_decay)
         reply = self.reply(message, result["items"])
-        return {"request": self.requests[-1], "queries": self.queries(), **reply,
-                "items": result["items"]}
+        return {"request": self.requests[-1], "queries": queries,
+                "strategy": result.get("strategy", ""), **reply, "items": result["items"]}
 
     def reply(self, message: str, items: list[dict[str, Any]]) -> dict[str, Any]:
         """The LM's reply naming only ``items``, checked (template on failure)."""
         from m6rec.explain.grounded import GroundingChecker, ground, natural_title
         from m6rec.text.generate import GenerationSettings, generate_cached
 
-        if self._checker is None:
-            self._checker = GroundingChecker.for_dataset(self.dataset)
-        pos = {str(i): n for n, i in enumerate(self.dataset.item_ids)}
-        cats = self.dataset.item_categories()
+        ids, titles, cats = self.catalogue or (self.dataset.item_ids, self.dataset.titles(),
+                                               self.dataset.item_categories())
+        if self.checker is None:
+            self.checker = GroundingChecker.for_dataset(self.dataset, titles)
+        pos = {str(i): n for n, i in enumerate(ids)}
         idx = [pos[it["item_id"]] for it in items if it["item_id"] in pos]
         shown = items[:3]
         names = [natural_title(it["title"]) for it in shown]
@@ -139,9 +173,17 @@ class Conversation:
         (raw,), _ = generate_cached(self.generator, [prompt], settings, self.cache)
         evidence = {"items": idx, "categories": sorted({c for i in idx for c in cats[i]}),
                     "roles": [], "numbers": [str(len(shown))]}
-        ph = ground(raw, template, self._checker, evidence, words=self.messages)
+        ph = ground(raw, template, self.checker, evidence, words=self.messages)
         return {"reply": ph.text, "reply_raw": ph.raw, "replaced": ph.replaced,
                 "violations": [v for c in ph.checks for v in c.violations]}
+
+
+def _message(message: Any, n: int) -> str:
+    if not isinstance(message, str):
+        raise ValueError(f"messages[{n}]: must be a string, got {type(message).__name__}")
+    if not message.strip():
+        raise ValueError(f"messages[{n}]: an empty message")
+    return message.strip()
 
 
 def _join(words: list[str]) -> str:

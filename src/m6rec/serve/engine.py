@@ -41,6 +41,8 @@ class RecRequest:
     exclude: tuple[str, ...] = ()
     query: str | tuple[str, ...] | None = None
     explain: bool = False
+    query_weight: float | None = None  # None: the engine's
+    query_decay: float | None = None  # None: the engine's
 
     @property
     def turns(self) -> tuple[str, ...]:
@@ -483,13 +485,17 @@ class Engine:
         return " ".join(f"{k}: {v}." for k, v in prof.items() if v not in (None, ""))
 
     def recommend(self, user_id: str, k: int = 10, exclude: list[str] | None = None,
-                  query: str | list[str] | None = None, explain: bool = False) -> dict[str, Any]:
+                  query: str | list[str] | None = None, explain: bool = False,
+                  query_weight: float | None = None, query_decay: float | None = None
+                  ) -> dict[str, Any]:
         """``{"user_id", "strategy", "items": [{"item_id", "score", "title"[, explanation]}]}``.
 
         ``query``: one free-text request or a conversation (a list, oldest first; the latest
-        weighs most)."""
+        weighs most); ``query_weight``, ``query_decay``: this request's (default: the
+        engine's)."""
         q = query if query is None or isinstance(query, str) else tuple(query)
-        out = self.recommend_many([RecRequest(user_id, k, tuple(exclude or ()), q, explain)])[0]
+        out = self.recommend_many([RecRequest(user_id, k, tuple(exclude or ()), q, explain,
+                                              query_weight, query_decay)])[0]
         if isinstance(out, Exception):
             raise out
         return out
@@ -547,10 +553,11 @@ class Engine:
             except (NotFound, Unsupported, ValueError) as e:
                 out[j] = e
         table = self._table if self.vector_mode else None  # one catalogue for the whole batch
-        match: dict[tuple[str, ...], np.ndarray] = {}
+        match: dict[tuple[tuple[str, ...], float], np.ndarray] = {}
         for _, r, *_rest in rows:
-            if r.turns and r.turns not in match:
-                match[r.turns] = self._query_match(r.turns, len(table))
+            if r.turns and self._match_key(r) not in match:
+                match[self._match_key(r)] = self._query_match(r.turns, len(table),
+                                                              self._match_key(r)[1])
         found: dict[int, tuple[str, np.ndarray, np.ndarray, str]] = {}
         hist = [row for row in rows if len(row[3])]
         if hist and self.vector_mode:
@@ -569,7 +576,8 @@ class Engine:
                 full = users[steered] @ table.numpy().T
                 for y, x in enumerate(steered):
                     j, r, ex = hist[x][0], hist[x][1], hist[x][6]
-                    s = steer(full[y][None], match[r.turns], self.query_weight)
+                    weight = self.query_weight if r.query_weight is None else r.query_weight
+                    s = steer(full[y][None], match[self._match_key(r)], weight)
                     found[j] = ("history+query", *_top(s, ex, r.k), "")
         elif hist:
             base = [(u, it[it < self.n_base], ts[it < self.n_base], ev[it < self.n_base])
@@ -594,7 +602,7 @@ class Engine:
                 continue
             profile = "" if r.turns else self.profile_text(r.user_id, u)
             if r.turns:
-                found[j] = ("query", *_top(match[r.turns][None], ex, r.k), "")
+                found[j] = ("query", *_top(match[self._match_key(r)][None], ex, r.k), "")
             elif profile and self.text_mode:
                 vec = self._text_to_item_space([profile])[0]
                 # text matching: cosine, so items with an ID part (larger norms) do not crowd
@@ -614,7 +622,7 @@ class Engine:
                          for i, s in zip(ids, scores, strict=True)]
             if r.explain:
                 whys = self._explain(strategy, items, ids, r.turns,
-                                     match.get(r.turns) if r.turns else None,
+                                     match.get(self._match_key(r)) if r.turns else None,
                                      (user_vec[j], *loo[j]) if j in loo else None)
                 for it, why in zip(items_out, whys, strict=True):
                     it.update(why)
@@ -622,7 +630,11 @@ class Engine:
         return out
 
     # -- free-text requests ------------------------------------------------------------------
-    def _query_match(self, turns: tuple[str, ...], n: int) -> np.ndarray:
+    def _match_key(self, r: RecRequest) -> tuple[tuple[str, ...], float]:
+        return r.turns, self.query_decay if r.query_decay is None else float(r.query_decay)
+
+    def _query_match(self, turns: tuple[str, ...], n: int, decay: float | None = None
+                     ) -> np.ndarray:
         """The request match of every item (the first ``n``: one batch's catalogue), float32
         [n]: `m6rec.recommend.text_match` over the live catalogue, posted items included."""
         from m6rec.recommend import text_match
@@ -630,8 +642,8 @@ class Engine:
         q = np.asarray(self.encoder.encode(list(turns)), dtype=np.float32)
         cat, vocab = self._category_matrix(n)
         vocab_lm = self._vocab_vectors(vocab) if vocab else None
-        return text_match(q, self._lm[:n], self.query_decay, cat if vocab else None, q, vocab_lm,
-                          self.query_attributes)
+        return text_match(q, self._lm[:n], self.query_decay if decay is None else decay,
+                          cat if vocab else None, q, vocab_lm, self.query_attributes)
 
     def _category_matrix(self, n: int):
         """Sparse [n, n_categories] item-category matrix of the live catalogue, and the names."""
@@ -783,6 +795,27 @@ class Engine:
                 d.setdefault("history", [])
                 d.setdefault("method", "query")
         return out
+
+    def grounding_checker(self):
+        """`m6rec.explain.grounded.GroundingChecker` over the live catalogue (posted items
+        included), rebuilt when an item is added or changed."""
+        from m6rec.explain.grounded import GroundingChecker
+
+        with self._lock:
+            key = (len(self.item_ids), self._categories_version)
+            titles, cats = list(self.titles), [list(c) for c in self.categories]
+        cached = getattr(self, "_grounding", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        names = sorted({c for cs in cats for c in cs if c != "unknown"})
+        checker = GroundingChecker(titles, names)
+        self._grounding = (key, checker)
+        return checker
+
+    def catalogue(self) -> tuple[list[str], list[str], list[list[str]]]:
+        """(item ids, titles, categories) of the live catalogue, copied at one moment."""
+        with self._lock:
+            return list(self.item_ids), list(self.titles), [list(c) for c in self.categories]
 
     # -- similarity --------------------------------------------------------------------------
     def similar_items(self, item_id: str, k: int = 10) -> dict[str, Any]:
