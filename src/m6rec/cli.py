@@ -645,6 +645,10 @@ def serve(
     update: Annotated[str | None, typer.Option(
         help='Online updates from the event log: "foldin every=N" (events) and/or '
              'interval=S (seconds), or "finetune ..." for sequence models; default off.')] = None,
+    generator: Annotated[str | None, typer.Option(
+        help="Generative LM of explain=true&phrasing=lm and of conversations: smollm2 "
+             "(default; M6REC_GENERATOR), a GGUF file or a model directory. Loaded on the "
+             "first request that needs it.")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ):
     """Serve real-time recommendations over HTTP (FastAPI; OpenAPI docs at /docs)."""
@@ -669,7 +673,7 @@ def serve(
         base, model_dir=model_dir, db=db or base.db, data=data or base.data, api_key=key,
         read_key=read_key or base.read_key, keyed_metrics=keyed_metrics or base.keyed_metrics,
         pseudonymise_key=pseudonymise_key or base.pseudonymise_key, index=index,
-        update=update or base.update)
+        update=update or base.update, generator=generator or base.generator)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     typer.echo(f"m6rec serve: loading {model_dir} ...", err=True)
 
