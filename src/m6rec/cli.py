@@ -391,10 +391,13 @@ def chat(
     data: Annotated[str | None, typer.Option(help="Dataset spec (default: the model's).")] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="Items per reply.")] = 5,
     generator: Annotated[str, typer.Option(help="smollm2, a GGUF file or a model directory.")] = "smollm2",
-    steer: Annotated[str, typer.Option(help="both | lm | turns: what steers the ranking.")] = "both",
-    query_weight: Annotated[float, typer.Option(min=0.0, help="Request vs history.")] = 1.0,
+    steer: Annotated[str, typer.Option(
+        help="categories | both | lm | turns: what steers the ranking.")] = "categories",
+    query_weight: Annotated[float, typer.Option(min=0.0, help="Request vs history.")] = 2.0,
     query_decay: Annotated[float, typer.Option(min=0.01, max=1.0, help="Weight of each earlier "
                                                "turn relative to the next one.")] = 1.0,
+    query_attributes: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of the category match in the request match.")] = 0.8,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per turn.")] = False,
 ):
     """Talk about what you want to watch: one message per line on stdin (empty line or EOF
@@ -405,7 +408,8 @@ def chat(
 
     mdl, ds = _model_and_data(model_dir, data)
     conv = Conversation(mdl, ds, user, load_generator(generator), k=k, steer=steer,
-                        query_weight=query_weight, query_decay=query_decay)
+                        query_weight=query_weight, query_decay=query_decay,
+                        query_attributes=query_attributes)
     interactive = sys.stdin.isatty()
     while True:
         if interactive:

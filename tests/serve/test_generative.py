@@ -24,9 +24,16 @@ class Scripted:
     """Fixed texts: a rewrite prompt gets ``request``; an explanation prompt gets a sentence
     naming its recommended item, then ``extra``; any other prompt gets ``reply``."""
 
-    def __init__(self, request="", reply="", extra=""):
-        self.request, self.reply, self.extra = request, reply, extra
-        self.name = f"scripted:{request}:{reply}:{extra}"
+    def __init__(self, request="", reply="", extra="", likes=None):
+        self.request, self.reply, self.extra, self.likes = request, reply, extra, likes
+        self.name = f"scripted:{request}:{reply}:{extra}:{likes}"
+
+    def loglikelihood(self, contexts, continuations, **kw):
+        """Likes the category ``likes`` after any message but the neutral request."""
+        if self.likes is None:
+            raise NotImplementedError
+        return [(0.0 if f" {self.likes} " in x and '"something"' not in c else -5.0, 4)
+                for c, x in zip(contexts, continuations, strict=True)]
 
     def generate(self, prompts, **kw):
         out = []
@@ -155,7 +162,8 @@ def test_conversation_reply_names_only_returned_items(client):
     assert out["strategy"] == "history+query" and len(out["items"]) == 4
     s = client.app.state.settings
     ref = engine.recommend("u0", 4, query=out["queries"], query_weight=s.conversation_weight,
-                           query_decay=s.conversation_decay)  # the model ranks
+                           query_decay=s.conversation_decay,
+                           query_attributes=s.conversation_attributes)  # the model ranks
     assert [(i["item_id"], i["score"]) for i in out["items"]] == [
         (i["item_id"], i["score"]) for i in ref["items"]]
     returned = [engine.item_index(i["item_id"]) for i in out["items"]]
@@ -169,8 +177,8 @@ def test_conversation_reply_names_only_returned_items(client):
 def test_conversation_turns_steer_and_bad_replies_fall_back(client):
     gen = client.app.state.generator
     client.app.state.generator = LazyGenerator(
-        Scripted(request="baking bread cake recipes", reply=f"Try {SPACE_TITLE} tonight."),
-        cache_dir=gen.cache_dir)
+        Scripted(request="baking bread cake recipes", reply=f"Try {SPACE_TITLE} tonight.",
+                 likes="cooking"), cache_dir=gen.cache_dir)
     try:
         first = client.post("/users/nobody/conversation",
                             json={"messages": ["something for the weekend"], "k": 3},
@@ -180,14 +188,27 @@ def test_conversation_turns_steer_and_bad_replies_fall_back(client):
                           headers=KEY).json()
     finally:
         client.app.state.generator = gen
-    assert first["queries"] == ["something for the weekend", "baking bread cake recipes"]
-    assert first["strategy"] == "query"
-    assert all(i["item_id"].startswith("k") for i in first["items"])  # the rewrite steered
+    # each message, then the category the LM reads in it (here: cooking)
+    assert first["queries"] == ["something for the weekend", "a cooking item"]
+    assert first["strategy"] == "query" and first["request"] == "a cooking item"
+    assert all(i["item_id"].startswith("k") for i in first["items"])  # the category steered
     assert first["replaced"] == 1 and SPACE_TITLE in first["violations"][0]
     names = [natural_title(i["title"]) for i in first["items"]]
     assert first["reply"] == f"Here are picks for you: {names[0]}, {names[1]} and {names[2]}."
-    assert two["queries"] == ["something for the weekend", "with cake",
-                              "baking bread cake recipes"] and len(two["items"]) == 10
+    assert two["queries"] == ["something for the weekend", "a cooking item", "with cake",
+                              "a cooking item"] and len(two["items"]) == 10
+
+
+def test_conversation_through_the_lm_rewrite(client):
+    from m6rec.serve.generative import converse
+
+    engine = client.app.state.engine
+    lm = LazyGenerator(Scripted(request="baking bread cake recipes", reply="Enjoy these."),
+                       cache_dir=client.app.state.generator.cache_dir)
+    out = converse(engine, "nobody", ["something for the weekend"], 3, lm, steer="both")
+    assert out["queries"] == ["something for the weekend", "baking bread cake recipes"]
+    assert out["request"] == "baking bread cake recipes" and out["reply"] == "Enjoy these."
+    assert all(i["item_id"].startswith("k") for i in out["items"])  # the rewrite steered
 
 
 @pytest.mark.parametrize("body", [

@@ -43,6 +43,7 @@ class RecRequest:
     explain: bool = False
     query_weight: float | None = None  # None: the engine's
     query_decay: float | None = None  # None: the engine's
+    query_attributes: float | None = None  # None: the engine's
 
     @property
     def turns(self) -> tuple[str, ...]:
@@ -486,16 +487,17 @@ class Engine:
 
     def recommend(self, user_id: str, k: int = 10, exclude: list[str] | None = None,
                   query: str | list[str] | None = None, explain: bool = False,
-                  query_weight: float | None = None, query_decay: float | None = None
-                  ) -> dict[str, Any]:
+                  query_weight: float | None = None, query_decay: float | None = None,
+                  query_attributes: float | None = None) -> dict[str, Any]:
         """``{"user_id", "strategy", "items": [{"item_id", "score", "title"[, explanation]}]}``.
 
         ``query``: one free-text request or a conversation (a list, oldest first; the latest
-        weighs most); ``query_weight``, ``query_decay``: this request's (default: the
-        engine's)."""
+        weighs most); ``query_weight``, ``query_decay``, ``query_attributes``: this
+        request's (default: the engine's)."""
         q = query if query is None or isinstance(query, str) else tuple(query)
         out = self.recommend_many([RecRequest(user_id, k, tuple(exclude or ()), q, explain,
-                                              query_weight, query_decay)])[0]
+                                              query_weight, query_decay,
+                                              query_attributes)])[0]
         if isinstance(out, Exception):
             raise out
         return out
@@ -557,7 +559,7 @@ class Engine:
         for _, r, *_rest in rows:
             if r.turns and self._match_key(r) not in match:
                 match[self._match_key(r)] = self._query_match(r.turns, len(table),
-                                                              self._match_key(r)[1])
+                                                              *self._match_key(r)[1:])
         found: dict[int, tuple[str, np.ndarray, np.ndarray, str]] = {}
         hist = [row for row in rows if len(row[3])]
         if hist and self.vector_mode:
@@ -630,11 +632,13 @@ class Engine:
         return out
 
     # -- free-text requests ------------------------------------------------------------------
-    def _match_key(self, r: RecRequest) -> tuple[tuple[str, ...], float]:
-        return r.turns, self.query_decay if r.query_decay is None else float(r.query_decay)
+    def _match_key(self, r: RecRequest) -> tuple[tuple[str, ...], float, float]:
+        return (r.turns, self.query_decay if r.query_decay is None else float(r.query_decay),
+                self.query_attributes if r.query_attributes is None
+                else float(r.query_attributes))
 
-    def _query_match(self, turns: tuple[str, ...], n: int, decay: float | None = None
-                     ) -> np.ndarray:
+    def _query_match(self, turns: tuple[str, ...], n: int, decay: float | None = None,
+                     attributes: float | None = None) -> np.ndarray:
         """The request match of every item (the first ``n``: one batch's catalogue), float32
         [n]: `m6rec.recommend.text_match` over the live catalogue, posted items included."""
         from m6rec.recommend import text_match
@@ -643,7 +647,8 @@ class Engine:
         cat, vocab = self._category_matrix(n)
         vocab_lm = self._vocab_vectors(vocab) if vocab else None
         return text_match(q, self._lm[:n], self.query_decay if decay is None else decay,
-                          cat if vocab else None, q, vocab_lm, self.query_attributes)
+                          cat if vocab else None, q, vocab_lm,
+                          self.query_attributes if attributes is None else attributes)
 
     def _category_matrix(self, n: int):
         """Sparse [n, n_categories] item-category matrix of the live catalogue, and the names."""

@@ -67,6 +67,17 @@ class LazyGenerator:
             self._cache = GenerationCache(self.cache_dir)
         return self._cache
 
+    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[str],
+                      system: str | None = None, chat: bool = True) -> list[tuple[float, int]]:
+        """The generator's `m6rec.text.generate.Scorer` method (NotImplementedError when it
+        has none)."""
+        generator = self.get()
+        score = getattr(generator, "loglikelihood", None)
+        if score is None:
+            raise NotImplementedError(f"generator {generator.name!r} cannot score text")
+        with self._use_lock:
+            return score(contexts, continuations, system=system, chat=chat)
+
     def generate(self, prompts: Sequence[str], max_tokens: int = 64, temperature: float = 0.0,
                  seed: int = 0, system: str | None = None) -> list[str]:
         generator = self.get()
@@ -124,8 +135,8 @@ def phrase_result(engine: Engine, result: dict[str, Any], turns: Sequence[str],
 
 
 def converse(engine: Engine, user_id: str, messages: Sequence[str], k: int,
-             generator: LazyGenerator, steer: str = "both", query_weight: float = 1.0,
-             query_decay: float = 1.0) -> dict[str, Any]:
+             generator: LazyGenerator, steer: str = "categories", query_weight: float = 2.0,
+             query_decay: float = 1.0, query_attributes: float = 0.8) -> dict[str, Any]:
     """The reply to a conversation (the user's messages so far, oldest first) through
     `m6rec.conversation.Conversation`, ranked by ``engine`` (the user's stored events count)
     over its live catalogue: ``{"user_id", "strategy", "request", "queries", "reply",
@@ -138,11 +149,11 @@ def converse(engine: Engine, user_id: str, messages: Sequence[str], k: int,
 
     def rank(queries: list[str]) -> dict[str, Any]:
         return engine.recommend(user_id, k, query=queries, query_weight=query_weight,
-                                query_decay=query_decay)
+                                query_decay=query_decay, query_attributes=query_attributes)
 
     conv = Conversation(engine.model, engine.dataset, user_id, generator, k=k, steer=steer,
                         query_weight=query_weight, query_decay=query_decay,
-                        cache=generator.cache, rank=rank, catalogue=engine.catalogue(),
+                        query_attributes=query_attributes, cache=generator.cache, rank=rank, catalogue=engine.catalogue(),
                         checker=engine.grounding_checker())
     turn = conv.answer(list(messages))
     return {"user_id": user_id, "generator": generator.name, **turn}

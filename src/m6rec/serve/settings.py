@@ -85,11 +85,13 @@ class ServeSettings:
     max_phrased : int
         Largest ``k`` that ``phrasing=lm`` accepts (every item is one more generated text;
         ``M6REC_MAX_PHRASED``, default 20).
-    conversation_steer, conversation_weight, conversation_decay
+    conversation_steer, conversation_weight, conversation_decay, conversation_attributes
         How a conversation steers the ranking (`m6rec.conversation`): what steers it
-        (``both`` | ``lm`` | ``turns``), the request's weight against the user's history and
-        the weight of each earlier turn relative to the next (``M6REC_CONVERSATION_STEER``,
-        ``_WEIGHT``, ``_DECAY``; defaults those of `m6rec.conversation.Conversation`).
+        (``categories`` | ``both`` | ``lm`` | ``turns``), the request's weight against the
+        user's history, the weight of each earlier turn relative to the next and the
+        category match's share of the request match (``M6REC_CONVERSATION_STEER``,
+        ``_WEIGHT``, ``_DECAY``, ``_ATTRIBUTES``; defaults those of
+        `m6rec.conversation.Conversation`).
     """
 
     model_dir: Path = field(default_factory=lambda: Path(_env("MODEL_DIR", "model") or "model"))
@@ -126,3 +128,6 @@ class ServeSettings:
     conversation_decay: float = field(
         default_factory=lambda: float(_env("CONVERSATION_DECAY", "") or
                                       _conversation("query_decay")))
+    conversation_attributes: float = field(
+        default_factory=lambda: float(_env("CONVERSATION_ATTRIBUTES", "") or
+                                      _conversation("query_attributes")))

@@ -115,7 +115,7 @@ async def conversation(body: ConversationIn, request: Request, engine: EngineDep
     check_k(body.k, settings)
     out = await run_in_threadpool(converse, engine, user_id, body.messages, body.k, generator,
                                   settings.conversation_steer, settings.conversation_weight,
-                                  settings.conversation_decay)
+                                  settings.conversation_decay, settings.conversation_attributes)
     count = request.app.state.metrics.generated
     count.labels("reply", "replaced").inc(out["replaced"])
     count.labels("reply", "kept").inc(_kept({"raw": out["reply_raw"], **out}))
