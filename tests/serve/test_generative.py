@@ -203,11 +203,13 @@ def test_conversation_through_the_lm_rewrite(client):
     from m6rec.serve.generative import converse
 
     engine = client.app.state.engine
-    lm = LazyGenerator(Scripted(request="baking bread cake recipes", reply="Enjoy these."),
+    lm = LazyGenerator(Scripted(request="baking bread cake recipes",
+                                reply="Enjoy these kitchen picks."),
                        cache_dir=client.app.state.generator.cache_dir)
     out = converse(engine, "nobody", ["something for the weekend"], 3, lm, steer="both")
     assert out["queries"] == ["something for the weekend", "baking bread cake recipes"]
-    assert out["request"] == "baking bread cake recipes" and out["reply"] == "Enjoy these."
+    assert out["request"] == "baking bread cake recipes"
+    assert out["reply"] == "Enjoy these kitchen picks."
     assert all(i["item_id"].startswith("k") for i in out["items"])  # the rewrite steered
 
 
