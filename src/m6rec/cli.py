@@ -391,10 +391,13 @@ def chat(
     data: Annotated[str | None, typer.Option(help="Dataset spec (default: the model's).")] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="Items per reply.")] = 5,
     generator: Annotated[str, typer.Option(help="smollm2, a GGUF file or a model directory.")] = "smollm2",
-    steer: Annotated[str, typer.Option(help="both | lm | turns: what steers the ranking.")] = "both",
-    query_weight: Annotated[float, typer.Option(min=0.0, help="Request vs history.")] = 1.0,
+    steer: Annotated[str, typer.Option(
+        help="categories | both | lm | turns: what steers the ranking.")] = "categories",
+    query_weight: Annotated[float, typer.Option(min=0.0, help="Request vs history.")] = 2.0,
     query_decay: Annotated[float, typer.Option(min=0.01, max=1.0, help="Weight of each earlier "
                                                "turn relative to the next one.")] = 1.0,
+    query_attributes: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of the category match in the request match.")] = 0.8,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per turn.")] = False,
 ):
     """Talk about what you want to watch: one message per line on stdin (empty line or EOF
@@ -405,7 +408,8 @@ def chat(
 
     mdl, ds = _model_and_data(model_dir, data)
     conv = Conversation(mdl, ds, user, load_generator(generator), k=k, steer=steer,
-                        query_weight=query_weight, query_decay=query_decay)
+                        query_weight=query_weight, query_decay=query_decay,
+                        query_attributes=query_attributes)
     interactive = sys.stdin.isatty()
     while True:
         if interactive:
@@ -645,6 +649,10 @@ def serve(
     update: Annotated[str | None, typer.Option(
         help='Online updates from the event log: "foldin every=N" (events) and/or '
              'interval=S (seconds), or "finetune ..." for sequence models; default off.')] = None,
+    generator: Annotated[str | None, typer.Option(
+        help="Generative LM of explain=true&phrasing=lm and of conversations: smollm2 "
+             "(default; M6REC_GENERATOR), a GGUF file or a model directory. Loaded on the "
+             "first request that needs it.")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ):
     """Serve real-time recommendations over HTTP (FastAPI; OpenAPI docs at /docs)."""
@@ -669,7 +677,7 @@ def serve(
         base, model_dir=model_dir, db=db or base.db, data=data or base.data, api_key=key,
         read_key=read_key or base.read_key, keyed_metrics=keyed_metrics or base.keyed_metrics,
         pseudonymise_key=pseudonymise_key or base.pseudonymise_key, index=index,
-        update=update or base.update)
+        update=update or base.update, generator=generator or base.generator)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     typer.echo(f"m6rec serve: loading {model_dir} ...", err=True)
 

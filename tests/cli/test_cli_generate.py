@@ -52,7 +52,9 @@ def test_describe_and_chat(dirs):
     assert r.exit_code == 0, r.output
     turns = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
     assert len(turns) == 2 and all(len(t["items"]) == 3 for t in turns)
-    assert turns[1]["queries"][:2] == ["a scary horror film", "something funnier"]
+    # each message, then the catalogue category read in it
+    assert turns[1]["queries"][::2] == ["a scary horror film", "something funnier"]
+    assert all(q.startswith("a ") and q.endswith(" movie") for q in turns[1]["queries"][1::2])
     r = runner.invoke(app, ["chat", "--model-dir", str(model), "--generator", str(gen)],
                       input="an animated film\n")
     assert r.exit_code == 0 and "m6rec>" in r.stdout and "1." in r.stdout

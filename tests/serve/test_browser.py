@@ -23,10 +23,13 @@ def site(m6_dir, tmp_path_factory):
 
     from m6rec.serve.app import create_app
     from m6rec.serve.settings import ServeSettings
+    from m6rec.text.generate import tiny_model
 
-    db = tmp_path_factory.mktemp("browser") / "events.db"
-    app = create_app(ServeSettings(model_dir=m6_dir, db=f"sqlite:///{db}", api_key=KEY,
-                                   read_key=READ_KEY, data=None))
+    folder = tmp_path_factory.mktemp("browser")
+    app = create_app(ServeSettings(model_dir=m6_dir, db=f"sqlite:///{folder}/events.db",
+                                   api_key=KEY, read_key=READ_KEY, data=None,
+                                   generator=str(tiny_model(folder / "tiny")),
+                                   generation_cache=str(folder / "texts")))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -121,6 +124,50 @@ def test_dashboard_asks_for_the_key_once_and_shows_a_default_user(browser, site)
         # the read-only key cannot post events: the error is shown, nothing is written
         page.locator("#recs li button.watch").first.click()
         page.wait_for_selector("#status:has-text('403')")
+        assert outside == []
+    finally:
+        context.close()
+
+
+def test_dashboard_chat_shows_the_reply_and_the_returned_items(browser, site):
+    import httpx
+
+    context, page, outside = offline_page(browser, site)
+    try:
+        page.goto(site + "/dashboard")
+        page.fill("#keyinput", READ_KEY)
+        page.click("#keysave")
+        page.wait_for_selector("#recs li")
+        page.fill("#k", "4")
+        page.fill("#chatinput", "baking bread recipes")
+        page.click("#chatsend")
+        page.wait_for_selector("#chatitems li")
+        shown = page.locator("#chatitems li").evaluate_all("els => els.map(e => e.dataset.itemId)")
+        log = page.locator("#chatlog li").all_inner_texts()
+        # what the page shows is what the endpoint answers for the same conversation
+        api = httpx.post(f"{site}/users/u0/conversation", headers={"X-API-Key": READ_KEY},
+                         json={"messages": ["baking bread recipes"], "k": 4}).json()
+        assert shown == [it["item_id"] for it in api["items"]] and len(shown) == 4
+        assert log[:2] == ["you: baking bread recipes", api["reply"]]
+        assert page.input_value("#chatinput") == ""
+        # a follow-up sends both messages; the list follows the combined request
+        page.fill("#chatinput", "with cake")
+        page.click("#chatsend")
+        page.wait_for_selector("#chatlog li:has-text('you: with cake')")
+        two = httpx.post(f"{site}/users/u0/conversation", headers={"X-API-Key": READ_KEY},
+                         json={"messages": ["baking bread recipes", "with cake"], "k": 4}).json()
+        page.wait_for_function(
+            "ids => JSON.stringify([...document.querySelectorAll('#chatitems li')]"
+            ".map(e => e.dataset.itemId)) === JSON.stringify(ids)",
+            arg=[it["item_id"] for it in two["items"]])
+        # LM explanations when asked: each phrased item says what the check did
+        page.check("#lmphrase")
+        page.click("#show")
+        page.wait_for_selector("#recs li .lmnote")
+        assert "sentences replaced by the template" in page.inner_text("#strategy")
+        assert page.locator("#recs li .lmnote").count() == page.locator("#recs li").count()
+        page.click("#chatreset")
+        assert page.locator("#chatitems li").count() == 0
         assert outside == []
     finally:
         context.close()

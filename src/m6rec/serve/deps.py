@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
 from m6rec.serve.engine import Engine
+from m6rec.serve.generative import LazyGenerator
 from m6rec.serve.settings import ServeSettings
 
 api_key_header = APIKeyHeader(
@@ -68,8 +69,14 @@ ReadKey = Depends(require_read_key)
 WriteKey = Depends(require_api_key)
 
 
+async def get_generator(request: Request) -> LazyGenerator:
+    """The app's generative LM (`m6rec.serve.generative.LazyGenerator`: loaded on first use)."""
+    return request.app.state.generator
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[ServeSettings, Depends(get_settings)]
+GeneratorDep = Annotated[LazyGenerator, Depends(get_generator)]
 
 
 async def require_metrics_key(key: Annotated[str | None, Security(api_key_header)],

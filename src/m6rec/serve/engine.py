@@ -49,6 +49,9 @@ class RecRequest:
     exclude: tuple[str, ...] = ()
     query: str | tuple[str, ...] | None = None
     explain: bool = False
+    query_weight: float | None = None  # None: the engine's
+    query_decay: float | None = None  # None: the engine's
+    query_attributes: float | None = None  # None: the engine's
 
     @property
     def turns(self) -> tuple[str, ...]:
@@ -446,13 +449,18 @@ class Engine:
         return " ".join(f"{k}: {v}." for k, v in prof.items() if v not in (None, ""))
 
     def recommend(self, user_id: str, k: int = 10, exclude: list[str] | None = None,
-                  query: str | list[str] | None = None, explain: bool = False) -> dict[str, Any]:
+                  query: str | list[str] | None = None, explain: bool = False,
+                  query_weight: float | None = None, query_decay: float | None = None,
+                  query_attributes: float | None = None) -> dict[str, Any]:
         """``{"user_id", "strategy", "items": [{"item_id", "score", "title"[, explanation]}]}``.
 
         ``query``: one free-text request or a conversation (a list, oldest first; the latest
-        weighs most)."""
+        weighs most); ``query_weight``, ``query_decay``, ``query_attributes``: this
+        request's (default: the engine's)."""
         q = query if query is None or isinstance(query, str) else tuple(query)
-        out = self.recommend_many([RecRequest(user_id, k, tuple(exclude or ()), q, explain)])[0]
+        out = self.recommend_many([RecRequest(user_id, k, tuple(exclude or ()), q, explain,
+                                              query_weight, query_decay,
+                                              query_attributes)])[0]
         if isinstance(out, Exception):
             raise out
         return out
@@ -512,10 +520,11 @@ class Engine:
                 out[j] = e
         # one catalogue for the whole batch (items posted meanwhile wait for the next one)
         n = len(self.scorer) if self.vector_mode else self.catalogue.n_base
-        match: dict[tuple[str, ...], np.ndarray] = {}
+        match: dict[tuple, np.ndarray] = {}
         for _, r, *_rest in rows:
-            if r.turns and r.turns not in match:
-                match[r.turns] = self.matcher.match(r.turns, n)
+            if r.turns and _match_key(r) not in match:
+                match[_match_key(r)] = self.matcher.match(r.turns, n, r.query_decay,
+                                                          r.query_attributes)
         found: dict[int, tuple[str, np.ndarray, np.ndarray, str]] = {}
         hist = [row for row in rows if len(row[3])]
         user_vec: dict[int, np.ndarray] = {}
@@ -542,7 +551,8 @@ class Engine:
                                      [hist[x][6] for x in steered], n)
                 for y, x in enumerate(steered):
                     j, r, ex = hist[x][0], hist[x][1], hist[x][6]
-                    s = steer(full[y][None], match[r.turns], self.query_weight)
+                    weight = self.query_weight if r.query_weight is None else r.query_weight
+                    s = steer(full[y][None], match[_match_key(r)], weight)
                     found[j] = ("history+query", *_top(s, ex, r.k), "")
         elif hist:
             nb = self.catalogue.n_base
@@ -563,7 +573,7 @@ class Engine:
                 continue
             profile = "" if r.turns else self.profile_text(r.user_id, u)
             if r.turns:
-                found[j] = ("query", *_top(match[r.turns][None], ex, r.k), "")
+                found[j] = ("query", *_top(match[_match_key(r)][None], ex, r.k), "")
             elif profile and self.text_mode:
                 lm = np.asarray(self.encoder.encode([profile]), np.float32)
                 vec = self.scorer.text_vectors(lm)[0]
@@ -585,12 +595,34 @@ class Engine:
                          for i, s in zip(ids, scores, strict=True)]
             if r.explain:
                 whys = self.explanations.explain(strategy, items, ids, r.turns,
-                                                 match.get(r.turns) if r.turns else None,
+                                                 match.get(_match_key(r)) if r.turns else None,
                                                  loo.get(j), ex)
                 for it, why in zip(items_out, whys, strict=True):
                     it.update(why)
             out[j] = {"user_id": r.user_id, "strategy": strategy, "items": items_out}
         return out
+
+    # -- what generation reads -------------------------------------------------------------
+    def grounding_checker(self):
+        """`m6rec.explain.grounded.GroundingChecker` over the live catalogue (posted items
+        included), rebuilt when an item is added or changed."""
+        from m6rec.explain.grounded import GroundingChecker
+
+        with self._lock:
+            key = (len(self.catalogue.item_ids), self.catalogue.version)
+            titles, cats = self.catalogue_lists()[1:]
+        cached = getattr(self, "_grounding", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        names = sorted({c for cs in cats for c in cs if c != "unknown"})
+        checker = GroundingChecker(titles, names)
+        self._grounding = (key, checker)
+        return checker
+
+    def catalogue_lists(self) -> tuple[list[str], list[str], list[list[str]]]:
+        """(item ids, titles, categories) of the live catalogue, copied."""
+        c = self.catalogue
+        return list(c.item_ids), list(c.titles), [list(x) for x in c.categories]
 
     # -- similarity --------------------------------------------------------------------------
     def similar_items(self, item_id: str, k: int = 10) -> dict[str, Any]:
@@ -660,3 +692,8 @@ def _top(s: np.ndarray, exclude: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def _match_key(r: RecRequest) -> tuple:
+    """A batch's request-match cache key: the turns and this request's match settings."""
+    return (r.turns, r.query_decay, r.query_attributes)

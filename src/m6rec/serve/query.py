@@ -33,16 +33,19 @@ class QueryMatcher:
         """The same matcher over another catalogue (category encodings shared)."""
         return QueryMatcher(self.encode, catalogue, self.decay, self.attributes, self._vocab)
 
-    def match(self, turns: tuple[str, ...], n: int) -> np.ndarray:
+    def match(self, turns: tuple[str, ...], n: int, decay: float | None = None,
+              attributes: float | None = None) -> np.ndarray:
         """The match of each of the first ``n`` items with the request ``turns`` (oldest
-        first), float32 [n]."""
+        first), float32 [n]; ``decay`` / ``attributes``: this request's (None: the
+        matcher's)."""
         from m6rec.recommend import text_match
 
         q = np.asarray(self.encode(list(turns)), dtype=np.float32)
         cat, vocab = self.catalogue.category_matrix(n)
         vocab_lm = self.vocab_vectors(vocab) if vocab else None
-        return text_match(q, self.catalogue.lm[:n], self.decay, cat if vocab else None, q,
-                          vocab_lm, self.attributes)
+        return text_match(q, self.catalogue.lm[:n], self.decay if decay is None else decay,
+                          cat if vocab else None, q, vocab_lm,
+                          self.attributes if attributes is None else attributes)
 
     def vocab_vectors(self, vocab: list[str]) -> np.ndarray:
         """LM encodings [len(vocab), D] of category names (each encoded once)."""

