@@ -1,7 +1,8 @@
 """`m6rec demo`: m6 built at its defaults, beside the baselines, then top-10, request, serve hint.
 
-m6 itself is shrunk here (hashing encoder, one epoch) by wrapping the registry, so the test runs
-in seconds; the wrapper also records what the demo asked for, which must be the defaults."""
+m6 itself is shrunk here (hashing encoder, one epoch, no EASE teacher) by wrapping the registry,
+so the test runs in seconds; the wrapper also records what the demo asked for, which must be the
+defaults."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from m6rec.cli import app
 from m6rec.models.io import load_model_dir
 
 TINY = {"encoder": "hashing:32", "hidden": 16, "inner": 16, "max_len": 10,
-        "epochs": 1, "device": "cpu"}
+        "epochs": 1, "device": "cpu", "teacher_weight": 0.0}
 
 
 def test_demo_trains_m6_at_its_defaults_beside_baselines(monkeypatch, tmp_path, ml100k):

@@ -8,9 +8,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from m6rec import metrics as M
 from m6rec.data.dataset import Dataset
-from m6rec.eval import metrics as M
 from m6rec.eval.protocols import EvalSet, Split
+from m6rec.train.validation import ranking_pass
 
 DEFAULT_KS = (10, 20)
 DEFAULT_METRICS = ("ndcg", "recall", "mrr", "hit", "precision", "f1")
@@ -25,11 +26,7 @@ def evaluate(model: Any, evalset: EvalSet, ks: tuple[int, ...] = DEFAULT_KS,
     ``dataset`` (the full one), adds ``coverage@K``, ``novelty@K`` and, when the catalogue has
     categories, ``diversity@K`` for the smallest K.
     """
-    kmax = max(ks)
-    t0 = time.perf_counter()
-    ids, _ = model.recommend(evalset.histories, k=kmax, exclude_seen=True)
-    seconds = time.perf_counter() - t0
-    out = M.ranking_metrics(ids, evalset.targets, ks=ks, metrics=metrics)
+    ids, out, seconds = ranking_pass(model, evalset, ks=ks, metrics=metrics)
     if beyond_accuracy and dataset is not None:
         k = min(ks)
         out[f"coverage@{k}"] = M.item_coverage(ids, dataset.n_items, k)

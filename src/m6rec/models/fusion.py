@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from m6rec import metrics as M
 from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
-from m6rec.eval import metrics as M
 from m6rec.models.base import Recommender
 from m6rec.ranking import topk
 from m6rec.train.evalset import EvalSet

@@ -195,10 +195,9 @@ class Hybrid(Recommender):
             return None
         if isinstance(valid, pd.DataFrame):
             return lambda: -self.rating_errors(valid, train)["rmse"]
-        from m6rec.eval.evaluate import evaluate
+        from m6rec.train.validation import validation_ndcg
 
-        return lambda: evaluate(self, valid, ks=(10,), metrics=("ndcg",),
-                                beyond_accuracy=False)["ndcg@10"]
+        return lambda: validation_ndcg(self, valid)
 
     def _features(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
         from m6rec.features import item_feature_matrix, load_item_vectors, user_feature_matrix
@@ -268,7 +267,7 @@ class Hybrid(Recommender):
     def rating_errors(self, frame: pd.DataFrame, train: Dataset) -> dict[str, float]:
         """RMSE / MAE on a frame of ``user_idx, item_idx, rating``; each row's input is the
         user's history in ``train``."""
-        from m6rec.eval.metrics import mae, rmse
+        from m6rec.metrics import mae, rmse
 
         histories = train.histories(frame["user_idx"].to_numpy())
         pred = self.predict_ratings(histories, frame["item_idx"].to_numpy()[:, None])[:, 0]

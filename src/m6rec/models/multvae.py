@@ -88,8 +88,8 @@ class MultVAE(Recommender):
         resolve_device(self.device)
 
     def fit(self, dataset: Dataset, valid: EvalSet | None = None) -> MultVAE:
-        from m6rec.eval.evaluate import evaluate
         from m6rec.train.loop import resolve_device, seeded, train_epochs
+        from m6rec.train.validation import validation_ndcg
 
         self._check_params()
         device = resolve_device(self.device)
@@ -101,8 +101,7 @@ class MultVAE(Recommender):
         validate = None
         if valid is not None and len(valid):
             def validate() -> float:
-                return evaluate(self, valid, ks=(10,), metrics=("ndcg",),
-                                beyond_accuracy=False)["ndcg@10"]
+                return validation_ndcg(self, valid)
 
         updates = [0]
         with seeded(self.random_state, device) as gen:

@@ -197,7 +197,7 @@ def choose_weights(sources: Sequence[tuple[Any, Any]], params: dict[str, Any] | 
     NDCG@10 / the source's best NDCG@10 on the grid (so a dense domain with high figures does
     not outvote a sparse one); the best point (first on ties).
     """
-    from m6rec.eval.evaluate import evaluate
+    from m6rec.train.validation import validation_ndcg
 
     params = dict(params or {})
     grid = list(itertools.product(weights, decays))
@@ -215,7 +215,7 @@ def choose_weights(sources: Sequence[tuple[Any, Any]], params: dict[str, Any] | 
         model = OpenDomain(**params).fit(split.train, vectors=vectors)
         for g, (w, d) in enumerate(grid):
             model.cooc_weight, model.cooc_decay = float(w), float(d)
-            table[s, g] = evaluate(model, valid, ks=(10,), metrics=("ndcg",))["ndcg@10"]
+            table[s, g] = validation_ndcg(model, valid)
             if advance is not None:
                 advance(1)
     rel = table / np.maximum(table.max(axis=1, keepdims=True), 1e-12)

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from m6rec import metrics as M
 from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
-from m6rec.eval import metrics as M
 from m6rec.models.base import Recommender
 from m6rec.models.sequential import _require, _right_aligned, _take
 from m6rec.ranking import topk

@@ -100,9 +100,9 @@ class SequentialRecommender(Recommender):
     def fit(self, dataset: Dataset, valid: EvalSet | None = None) -> SequentialRecommender:
         import torch
 
-        from m6rec.eval.evaluate import evaluate
         from m6rec.train.loop import resolve_device, seeded, train_epochs
         from m6rec.train.losses import N_NEGATIVES, FullSoftmaxCE, choose_loss, sampled_softmax_ce
+        from m6rec.train.validation import validation_ndcg
 
         self._check_params()
         device = resolve_device(self.device)
@@ -127,8 +127,7 @@ class SequentialRecommender(Recommender):
         validate = None
         if valid is not None and len(valid):
             def validate() -> float:
-                return evaluate(self, valid, ks=(10,), metrics=("ndcg",),
-                                beyond_accuracy=False)["ndcg@10"]
+                return validation_ndcg(self, valid)
 
         with seeded(self.random_state, device) as gen:
             self.module_ = module = self.build_module().to(device)
