@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -645,6 +646,13 @@ def serve(
     update: Annotated[str | None, typer.Option(
         help='Online updates from the event log: "foldin every=N" (events) and/or '
              'interval=S (seconds), or "finetune ..." for sequence models; default off.')] = None,
+    replication: Annotated[str | None, typer.Option(
+        help="Follow the items and events other processes commit to the same database: auto "
+             "(default: notify for PostgreSQL, poll for a SQLite file), notify (LISTEN/NOTIFY), "
+             "poll, off.")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Processes serving this port (each loads the model; they follow each other "
+                    "through the database).")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ):
     """Serve real-time recommendations over HTTP (FastAPI; OpenAPI docs at /docs)."""
@@ -654,6 +662,7 @@ def serve(
     import uvicorn
 
     from m6rec.serve.app import create_app
+    from m6rec.serve.replication import preflight, worker_environment
     from m6rec.serve.settings import ServeSettings
     from m6rec.serve.updates import UpdateSpec
 
@@ -669,7 +678,9 @@ def serve(
         base, model_dir=model_dir, db=db or base.db, data=data or base.data, api_key=key,
         read_key=read_key or base.read_key, keyed_metrics=keyed_metrics or base.keyed_metrics,
         pseudonymise_key=pseudonymise_key or base.pseudonymise_key, index=index,
-        update=update or base.update)
+        update=update or base.update, replication=replication or base.replication,
+        workers=workers)
+    spec = preflight(settings)  # e.g. notify on SQLite, or a database that cannot notify
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     typer.echo(f"m6rec serve: loading {model_dir} ...", err=True)
 
@@ -679,6 +690,12 @@ def serve(
                    f"{info['items']:,} items, {info['users']:,} users, index {info['index']}",
                    err=True)
 
+    if workers > 1:  # each worker builds its app from the settings resolved here
+        typer.echo(f"m6rec serve: {url}, {workers} workers (replication {spec.mode})", err=True)
+        os.environ.update(worker_environment(settings))
+        uvicorn.run("m6rec.serve.replication:worker_app", factory=True, workers=workers,
+                    host=host, port=port, log_level=log_level, access_log=False)
+        return
     uvicorn.run(create_app(settings, on_ready=ready), host=host, port=port, log_level=log_level,
                 access_log=False)
 

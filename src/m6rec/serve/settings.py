@@ -68,6 +68,17 @@ class ServeSettings:
         Online updates from the event log (``M6REC_UPDATE``): ``off`` (default), or a policy
         and a trigger, e.g. ``"foldin every=1000"``, ``"finetune interval=60"`` (see
         `m6rec.serve.updates`).
+    replication : str
+        How this process follows items and events that other processes (replicas, workers)
+        commit to the same database (``M6REC_REPLICATION``): ``auto`` (default: ``notify``
+        for PostgreSQL, ``poll`` for a SQLite file, ``off`` for an in-memory SQLite),
+        ``notify`` (PostgreSQL LISTEN/NOTIFY, with a polled fallback), ``poll``, ``off``
+        (see `m6rec.serve.replication`).
+    replication_poll : float or None
+        Seconds between two reads of the change feed when no notification comes earlier
+        (``M6REC_REPLICATION_POLL``; default 0.5 with ``notify``, 0.1 with ``poll``).
+    workers : int
+        Processes serving one port (``m6rec serve --workers``); each loads the model.
     """
 
     model_dir: Path = field(default_factory=lambda: Path(_env("MODEL_DIR", "model") or "model"))
@@ -91,5 +102,10 @@ class ServeSettings:
     new_items: str = field(
         default_factory=lambda: _env("NEW_ITEMS", "calibrated") or "calibrated")
     update: str = field(default_factory=lambda: _env("UPDATE", "off") or "off")
+    replication: str = field(
+        default_factory=lambda: _env("REPLICATION", "auto") or "auto")
+    replication_poll: float | None = field(
+        default_factory=lambda: float(_env("REPLICATION_POLL") or 0) or None)
+    workers: int = 1
     switch_interval: float = field(
         default_factory=lambda: float(_env("SWITCH_INTERVAL", "0.002") or 0.002))
