@@ -693,8 +693,11 @@ def serve(
     if workers > 1:  # each worker builds its app from the settings resolved here
         typer.echo(f"m6rec serve: {url}, {workers} workers (replication {spec.mode})", err=True)
         os.environ.update(worker_environment(settings))
+        # a worker answers the supervisor's health pings from a thread while it loads the
+        # model, which can hold the interpreter for seconds on a busy machine: allow a minute
         uvicorn.run("m6rec.serve.replication:worker_app", factory=True, workers=workers,
-                    host=host, port=port, log_level=log_level, access_log=False)
+                    host=host, port=port, log_level=log_level, access_log=False,
+                    timeout_worker_healthcheck=60)
         return
     uvicorn.run(create_app(settings, on_ready=ready), host=host, port=port, log_level=log_level,
                 access_log=False)

@@ -86,7 +86,7 @@ def replica(live_server):
                  "--db", db, "--port", str(self.port), "--api-key", KEY, *extra],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             self._wait(timeout)
-            self.http = httpx.Client(base_url=self.url, timeout=30)
+            self.http = httpx.Client(base_url=self.url, timeout=30, headers=HEAD)
 
         def kill(self) -> None:
             os.kill(self.proc.pid, signal.SIGKILL)
@@ -139,26 +139,28 @@ def test_items_and_events_posted_to_one_replica_are_used_by_the_other(m6_dir, db
         assert {"n-space", "s1"}.isdisjoint(i["item_id"] for i in recs["items"])
 
         # popularity: many events for one item posted to A move B's cold-start answer
-        def popular(r):
-            return [i["item_id"] for i in r.http.get("/users/nobody/recommendations?k=3")
-                    .json()["items"]]
-
         until(lambda: popular(a) == popular(b))
-        top = popular(b)[0]
+        top = next(iter(popular(b)))
         target = next(i for i in ("k5", "k6", "k7") if i != top)
+        before = popular(b)[target]
         burst = [{"user_id": f"c{k}", "item_id": target} for k in range(40)]
         assert a.http.post("/events", json=burst, headers=HEAD).status_code == 201
 
         def b_ranks_it_first():
             """B's most popular item is the one A got 40 events for"""
-            return popular(b)[0] == target
+            return next(iter(popular(b))) == target
 
         seconds, _ = until(b_ranks_it_first)
         assert seconds < 1.0
-        assert popular(a) == popular(b)
-        # each change was applied once on B: A's 1 item + 40 events (B's own 2 not counted)
-        until(lambda: b.metric("m6rec_replication_applied") == 41, timeout=2.0)
-        until(lambda: a.metric("m6rec_replication_applied") == 2, timeout=2.0)  # B's events
+        # each event counted once on each replica (whichever path, local or feed, came first)
+        until(lambda: popular(a) == popular(b))
+        assert popular(b)[target] == before + 40
+
+
+def popular(server) -> dict[str, float]:
+    """A cold user's answer: every item with its popularity (training + stored events)."""
+    items = server.http.get("/users/nobody/recommendations?k=50").json()["items"]
+    return {i["item_id"]: i["score"] for i in items}
 
 
 def test_a_replica_killed_under_writes_loses_no_acknowledged_event(m6_dir, pg, replica):
@@ -185,6 +187,7 @@ def test_a_replica_killed_under_writes_loses_no_acknowledged_event(m6_dir, pg, r
                 acked[name].append(user)
 
     threads = [threading.Thread(target=write, args=(n, s)) for n, s in (("a", a), ("b", b))]
+    before = popular(b)["s2"]
     try:
         for t in threads:
             t.start()
@@ -203,8 +206,9 @@ def test_a_replica_killed_under_writes_loses_no_acknowledged_event(m6_dir, pg, r
         for user in acked["a"][-20:]:
             hist = b.http.get(f"/users/{user}/history").json()["items"]
             assert [h["item_id"] for h in hist] == ["s2"]
-        from_a = sum(1 for u in stored if u.startswith("a-"))  # A's commits, acked or not
-        until(lambda: b.metric("m6rec_replication_applied") == from_a, timeout=3.0)
+        # and counts each stored event once, A's (acknowledged or not) and its own
+        until(lambda: popular(b)["s2"] == before + len(stored), timeout=3.0)
+        assert b.metric("m6rec_replication_applied") > 0
     finally:
         stop.set()
         a.stop()
@@ -217,6 +221,6 @@ def test_workers_behind_one_port_follow_each_other(m6_dir, pg, replica):
         assert w.http.post("/items", json=item, headers=HEAD).status_code == 201
         time.sleep(1.0)
         # each request goes to whichever worker accepts it: all of them know the item
-        codes = [httpx.get(f"{w.url}/items/n-baking/similar?k=2").status_code
+        codes = [httpx.get(f"{w.url}/items/n-baking/similar?k=2", headers=HEAD).status_code
                  for _ in range(30)]
         assert codes == [200] * 30

@@ -72,7 +72,8 @@ class Metrics:
             ("user_cache_misses", "Requests whose user vector was encoded"),
             ("replication_lag_seconds", "Seconds since the change feed of the database was "
                                         "last read (other processes' writes)"),
-            ("replication_applied", "Items and events other processes committed, applied here"),
+            ("replication_applied", "Items and events applied from the change feed (other "
+                                    "processes' writes; our own when the feed got there first)"),
             ("replication_failures", "Reads of the change feed that failed"),
             ("replication_reconnects", "Times the LISTEN connection was re-established"))}
         self.gauges = g

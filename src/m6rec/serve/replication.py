@@ -167,7 +167,8 @@ class Follower:
 
     Attributes (read by ``/metrics``)
     ----------
-    applied : changes other processes committed, applied here
+    applied : changes applied from the feed: other processes' writes (and our own when the
+        feed reached them before the writing request applied them)
     reads : reads of the feed
     failures : reads that raised (retried on the next wake-up)
     reconnects : times the notification connection was re-established
