@@ -671,9 +671,9 @@ def serve(
     base = ServeSettings()
     UpdateSpec.parse(update or base.update)  # a bad --update fails here, in one line
     key = api_key or base.api_key
-    if not key:
+    generated = not key
+    if generated:
         key = secrets.token_urlsafe(24)
-        typer.echo(f"API key (X-API-Key, reads and writes): {key}", err=True)
     settings = dataclasses.replace(
         base, model_dir=model_dir, db=db or base.db, data=data or base.data, api_key=key,
         read_key=read_key or base.read_key, keyed_metrics=keyed_metrics or base.keyed_metrics,
@@ -681,6 +681,8 @@ def serve(
         update=update or base.update, replication=replication or base.replication,
         workers=workers)
     spec = preflight(settings)  # e.g. notify on SQLite, or a database that cannot notify
+    if generated:
+        typer.echo(f"API key (X-API-Key, reads and writes): {key}", err=True)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     typer.echo(f"m6rec serve: loading {model_dir} ...", err=True)
 

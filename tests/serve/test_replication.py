@@ -83,3 +83,20 @@ def test_two_engines_on_one_file_follow_each_other_exactly_once(m6_dir, tmp_path
         assert offset == 5 and counts["s2"] == 1 and a.catalogue.event_cursor.ahead == {7: "s2"}
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize(("db", "extra", "says"), [
+    ("sqlite:///{tmp}/x.db", ["--replication", "notify"], "notify needs PostgreSQL"),
+    ("sqlite://:memory:", ["--workers", "2"], "--workers 2 with --replication off"),
+    ("sqlite://:memory:", ["--replication", "poll"], "in-memory SQLite database is private"),
+])
+def test_serve_refuses_replication_it_cannot_do_before_loading(ease_dir, tmp_path, db, extra,
+                                                               says):
+    from typer.testing import CliRunner
+
+    from m6rec.cli import app
+
+    r = CliRunner().invoke(app, ["serve", "--model-dir", str(ease_dir), "--db",
+                                 db.format(tmp=tmp_path), *extra])
+    assert r.exit_code == 2 and says in r.stderr
+    assert "API key" not in r.stderr  # nothing started, no key handed out
