@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -653,6 +654,13 @@ def serve(
         help="Generative LM of explain=true&phrasing=lm and of conversations: smollm2 "
              "(default; M6REC_GENERATOR), a GGUF file or a model directory. Loaded on the "
              "first request that needs it.")] = None,
+    replication: Annotated[str | None, typer.Option(
+        help="Follow the items and events other processes commit to the same database: auto "
+             "(default: notify for PostgreSQL, poll for a SQLite file), notify (LISTEN/NOTIFY), "
+             "poll, off.")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Processes serving this port (each loads the model; they follow each other "
+                    "through the database).")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ):
     """Serve real-time recommendations over HTTP (FastAPI; OpenAPI docs at /docs)."""
@@ -662,6 +670,7 @@ def serve(
     import uvicorn
 
     from m6rec.serve.app import create_app
+    from m6rec.serve.replication import preflight, worker_environment
     from m6rec.serve.settings import ServeSettings
     from m6rec.serve.updates import UpdateSpec
 
@@ -670,14 +679,18 @@ def serve(
     base = ServeSettings()
     UpdateSpec.parse(update or base.update)  # a bad --update fails here, in one line
     key = api_key or base.api_key
-    if not key:
+    generated = not key
+    if generated:
         key = secrets.token_urlsafe(24)
-        typer.echo(f"API key (X-API-Key, reads and writes): {key}", err=True)
     settings = dataclasses.replace(
         base, model_dir=model_dir, db=db or base.db, data=data or base.data, api_key=key,
         read_key=read_key or base.read_key, keyed_metrics=keyed_metrics or base.keyed_metrics,
         pseudonymise_key=pseudonymise_key or base.pseudonymise_key, index=index,
-        update=update or base.update, generator=generator or base.generator)
+        update=update or base.update, generator=generator or base.generator,
+        replication=replication or base.replication, workers=workers)
+    spec = preflight(settings)  # e.g. notify on SQLite, or a database that cannot notify
+    if generated:
+        typer.echo(f"API key (X-API-Key, reads and writes): {key}", err=True)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     typer.echo(f"m6rec serve: loading {model_dir} ...", err=True)
 
@@ -687,6 +700,15 @@ def serve(
                    f"{info['items']:,} items, {info['users']:,} users, index {info['index']}",
                    err=True)
 
+    if workers > 1:  # each worker builds its app from the settings resolved here
+        typer.echo(f"m6rec serve: {url}, {workers} workers (replication {spec.mode})", err=True)
+        os.environ.update(worker_environment(settings))
+        # a worker answers the supervisor's health pings from a thread while it loads the
+        # model, which can hold the interpreter for seconds on a busy machine: allow a minute
+        uvicorn.run("m6rec.serve.replication:worker_app", factory=True, workers=workers,
+                    host=host, port=port, log_level=log_level, access_log=False,
+                    timeout_worker_healthcheck=60)
+        return
     uvicorn.run(create_app(settings, on_ready=ready), host=host, port=port, log_level=log_level,
                 access_log=False)
 

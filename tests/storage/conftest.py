@@ -108,6 +108,13 @@ def _reset_postgres(url: str) -> None:
         con.execute("DROP TABLE IF EXISTS events, items, users")
 
 
+@pytest.fixture
+def pg_url(postgres_url):
+    """The local PostgreSQL, emptied."""
+    _reset_postgres(postgres_url)
+    return postgres_url
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request, tmp_path):
     if request.param == "sqlite":

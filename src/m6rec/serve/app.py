@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from m6rec.serve.engine import Engine, NotFound, Unsupported
 from m6rec.serve.generative import GeneratorUnavailable, LazyGenerator
+from m6rec.serve.replication import Follower, ReplicationSpec
 from m6rec.serve.settings import ServeSettings
 from m6rec.serve.updates import OnlineUpdates, UpdateSpec
 from m6rec.storage import Store, open_store
@@ -38,7 +39,12 @@ def build_engine(settings: ServeSettings, store: Store, model_dir: Path | None =
                   pseudonymise_key=settings.pseudonymise_key,
                   history_limit=settings.history_limit, query_weight=settings.query_weight,
                   explain_history=settings.explain_history, snapshot=snapshot,
-                  new_items=settings.new_items)
+                  new_items=settings.new_items, shared_log=replication_spec(settings).on)
+
+
+def replication_spec(settings: ServeSettings) -> ReplicationSpec:
+    return ReplicationSpec.resolve(settings.replication, settings.db, settings.replication_poll,
+                                   settings.workers)
 
 
 class Metrics:
@@ -68,7 +74,13 @@ class Metrics:
             ("model_update_seconds", "Duration of the newest online update"),
             ("model_update_failures", "Online updates that failed (the previous model serves)"),
             ("user_cache_hits", "Requests answered with a cached user vector"),
-            ("user_cache_misses", "Requests whose user vector was encoded"))}
+            ("user_cache_misses", "Requests whose user vector was encoded"),
+            ("replication_lag_seconds", "Seconds since the change feed of the database was "
+                                        "last read (other processes' writes)"),
+            ("replication_applied", "Items and events applied from the change feed (other "
+                                    "processes' writes; our own when the feed got there first)"),
+            ("replication_failures", "Reads of the change feed that failed"),
+            ("replication_reconnects", "Times the LISTEN connection was re-established"))}
         self.gauges = g
 
     def observe(self, app) -> None:
@@ -79,6 +91,12 @@ class Metrics:
             g["model_version"].set(engine.model_version)
             g["user_cache_hits"].set(engine.cache_hits)
             g["user_cache_misses"].set(engine.cache_misses)
+        follower = getattr(app.state, "follower", None)
+        if follower is not None:
+            g["replication_lag_seconds"].set(follower.lag_seconds)
+            g["replication_applied"].set(follower.applied)
+            g["replication_failures"].set(follower.failures)
+            g["replication_reconnects"].set(follower.reconnects)
         if updates is not None:
             g["model_update_lag_seconds"].set(updates.lag_seconds)
             g["model_update_pending_events"].set(updates.pending)
@@ -231,6 +249,7 @@ def create_app(settings: ServeSettings | None = None, on_ready=None) -> FastAPI:
     async def lifespan(app: FastAPI):
         import anyio
 
+        spec = replication_spec(settings)  # a misconfiguration fails before anything loads
         store = open_store(settings.db)
         try:
             app.state.store = store
@@ -243,16 +262,22 @@ def create_app(settings: ServeSettings | None = None, on_ready=None) -> FastAPI:
             if app.state.engine.text_mode:  # load the text encoder off the request path, so
                 threading.Thread(target=lambda e=app.state.engine: e.encoder,  # the first
                                  name="m6rec-encoder", daemon=True).start()  # post is fast
-            info = {**app.state.engine.info(), "model_dir": str(app.state.engine.model_dir)}
+            if spec.on:  # other processes' items and events, from the store's change feed
+                app.state.follower = Follower(spec, store, lambda: app.state.engine)
+            info = {**app.state.engine.info(), "model_dir": str(app.state.engine.model_dir),
+                    "replication": spec.mode}
             log.info("m6rec serve: %s", info)
             if on_ready is not None:
                 on_ready(info)
-            spec = UpdateSpec.parse(settings.update)
-            if spec is not None:
-                app.state.updates = OnlineUpdates(spec, lambda: app.state.engine,
+            update = UpdateSpec.parse(settings.update)
+            if update is not None:
+                app.state.updates = OnlineUpdates(update, lambda: app.state.engine,
                                                   lambda old, new: swap_engine(app, old, new))
             yield
         finally:
+            follower, app.state.follower = getattr(app.state, "follower", None), None
+            if follower is not None:
+                follower.stop()
             updates, app.state.updates = getattr(app.state, "updates", None), None
             if updates is not None:
                 updates.stop()
@@ -271,6 +296,7 @@ def create_app(settings: ServeSettings | None = None, on_ready=None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.engine = None
     app.state.updates = None
+    app.state.follower = None
     app.state.swap_lock = threading.Lock()
     app.state.generator = LazyGenerator(settings.generator, settings.generation_cache,
                                         settings.generator_threads or None)

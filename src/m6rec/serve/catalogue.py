@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from m6rec.serve.replication import Cursor
+
 
 class Catalogue:
     """Items by position: ids, titles, categories, popularity and LM encodings.
@@ -36,7 +38,8 @@ class Catalogue:
         self.popularity[:n] = counts
         self.lm = None if lm is None else np.array(lm, dtype=np.float32, copy=True)
         self.log_counts: dict[str, int] = {}  # events per item id in the log (popularity's part)
-        self.events_seen = 0  # the newest event id counted
+        # what is applied from the store's feeds (events by id, posted items by seq)
+        self.event_cursor, self.item_cursor = Cursor(), Cursor()
         self.version = 0  # +1 when a catalogue item's title or categories change
         self._categories_cache: tuple[tuple[int, int], Any, list[str]] | None = None
 
@@ -47,6 +50,28 @@ class Catalogue:
 
     def __len__(self) -> int:
         return len(self.item_ids)
+
+    @property
+    def events_seen(self) -> int:
+        """The event id up to which every event is counted."""
+        return self.event_cursor.offset
+
+    @events_seen.setter
+    def events_seen(self, offset: int) -> None:
+        self.event_cursor.offset = int(offset)
+
+    def share_log(self) -> None:
+        """Other processes write to the same store: our own writes no longer move the
+        offsets (the follower's reads of the feed do; `m6rec.serve.replication`)."""
+        self.event_cursor.shared = self.item_cursor.shared = True
+
+    def log_state(self) -> tuple[int, dict[str, int]]:
+        """(offset, events per item up to it): what a snapshot may store (events counted
+        above the offset, out of order, are left out)."""
+        counts = dict(self.log_counts)
+        for item_id in self.event_cursor.ahead.values():
+            counts[item_id] -= 1
+        return self.event_cursor.offset, counts
 
     def index(self, item_id: str) -> int | None:
         return self.item_pos.get(str(item_id))
@@ -62,6 +87,8 @@ class Catalogue:
         pos = len(self.item_ids)
         if pos >= len(self.popularity):
             self.popularity = np.concatenate([self.popularity, np.zeros_like(self.popularity)])
+        # events may name it before it arrives here (posted to another process)
+        self.popularity[pos] = self.log_counts.get(item_id, 0)
         self.titles.append(title)
         self.categories.append(list(categories))
         if lm is not None:
@@ -90,9 +117,12 @@ class Catalogue:
         self.lm[pos] = lm
 
     def count(self, item_ids: list[str]) -> None:
-        """Events just committed for these items: popularity and the log's counts."""
+        """Events just committed (or read from the feed) for these items: popularity and the
+        log's counts (an item not here yet gets its count when it arrives)."""
         for i in item_ids:
-            self.popularity[self.item_pos[i]] += 1
+            pos = self.item_pos.get(i)
+            if pos is not None:
+                self.popularity[pos] += 1
             self.log_counts[i] = self.log_counts.get(i, 0) + 1
 
     def add_log_counts(self, counts: dict[str, int]) -> None:
@@ -139,6 +169,7 @@ class Catalogue:
         new.popularity = self.popularity.copy()
         new.lm = None if self.lm is None else self.lm.copy()
         new.log_counts = dict(self.log_counts)
+        new.event_cursor, new.item_cursor = self.event_cursor.copy(), self.item_cursor.copy()
         new._categories_cache = None
         return new
 

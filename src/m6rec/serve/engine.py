@@ -21,7 +21,7 @@ import hmac
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,7 @@ class Options:
     explain_cache: int = 2048
     explain_history: int = 20
     new_items: str = "calibrated"
+    shared_log: bool = False
 
 
 class Source:
@@ -133,6 +134,8 @@ class Engine:
         ``query_decay ** age``, the match mixing item text and categories (``query_attributes``)
     new_items : how posted items (no ID part) are scored by an ID-trained text model:
         ``calibrated`` (default) or ``raw`` (`m6rec.serve.vectors`)
+    shared_log : other processes write to the same store: a follower of its change feed
+        (`m6rec.serve.replication.Follower`) applies their items and events, each once
     """
 
     def __init__(self, model_dir: str | Path, store: Store, data: str | None = None,
@@ -141,7 +144,8 @@ class Engine:
                  query_weight: float = 1.0, query_decay: float = 0.5,
                  query_attributes: float = 0.5, user_cache: int = 100_000,
                  explain_cache: int = 2048, explain_history: int = 20,
-                 snapshot: str | Path | None = None, new_items: str = "calibrated"):
+                 snapshot: str | Path | None = None, new_items: str = "calibrated",
+                 shared_log: bool = False):
         from m6rec.config import Settings
         from m6rec.data.cache import load_cached
         from m6rec.models.io import load_model_dir
@@ -151,7 +155,7 @@ class Engine:
                              f"got {new_items!r}")
         options = Options(index, faiss_threshold, pseudonymise_key, history_limit, query_weight,
                           query_decay, query_attributes, user_cache, explain_cache,
-                          explain_history, new_items)
+                          explain_history, new_items, shared_log)
         model_dir = Path(model_dir)
         _, meta = load_model_dir(model_dir)  # checks the directory, says what it holds
         spec = data or meta.get("data_spec")
@@ -166,8 +170,13 @@ class Engine:
         catalogue = Catalogue.from_dataset(dataset, model.item_text_ if text else None)
         self._assemble(source, model, catalogue, self._scorer_for(source, model, catalogue),
                        version=0, encoder=LazyEncoder(model.encoder) if text else None)
-        for it in store.all_items():  # items posted earlier (also by other replicas)
+        if shared_log:
+            self.catalogue.share_log()
+        posted = store.all_items()  # items posted earlier (also by other replicas)
+        for it in posted:
             self._apply_item(it)
+        if posted and posted[-1].seq is not None:  # one read: the item feed up to there
+            self.catalogue.item_cursor.advance(max(it.seq or 0 for it in posted))
         self.snapshot_path = snapshot
         self._replay(store)
 
@@ -280,7 +289,7 @@ class Engine:
         if self.snapshot_path is None:
             return
         with self._lock:
-            offset, counts = self.catalogue.events_seen, dict(self.catalogue.log_counts)
+            offset, counts = self.catalogue.log_state()
         snapshot.save(self.snapshot_path, self.store, offset, counts)
 
     # -- ids ---------------------------------------------------------------------------------
@@ -333,9 +342,7 @@ class Engine:
             rows += mine
         if rows:
             ids = self.store.add_events(rows)
-            with self._lock:
-                self.catalogue.count([e.item_id for e in rows])
-                self.catalogue.events_seen = max(self.catalogue.events_seen, max(ids))
+            self._apply_events([replace(e, id=i) for e, i in zip(rows, ids, strict=True)])
             for j, a, b in spans:
                 out[j] = ids[a:b]
         return out
@@ -347,14 +354,23 @@ class Engine:
     def add_item(self, item_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Store an item, then put it into the index; returns what happened."""
         item = Item(item_id, dict(fields), time.time())
-        self.store.put_items([item])
-        return self._apply_item(item)
+        existed = self.catalogue.index(item_id) is not None
+        seq = self.store.put_items([item])[0]
+        done = self._apply_item(replace(item, seq=seq))
+        if done is None:  # the change feed applied it first (`m6rec.serve.replication`)
+            done = {"item_id": item_id, "created": not existed,
+                    "indexed": self.text_mode and self.catalogue.index(item_id) is not None}
+        return done
 
-    def _apply_item(self, item: Item) -> dict[str, Any]:
+    def _apply_item(self, item: Item) -> dict[str, Any] | None:
+        """Put a stored item (written here or read from the change feed) into the catalogue
+        and the index; None when its write (``seq``) is applied already."""
         with self._lock:
             if self._successor is not None:  # swapped out by an online update: it serves now
                 return self._successor._apply_item(item)
             cat = self.catalogue
+            if item.seq is not None and not cat.item_cursor.claim(item.seq):
+                return None
             pos = cat.index(item.item_id)
             title, cats = title_of(item.fields, item.item_id), categories_of(item.fields)
             vec = lm = None
@@ -377,6 +393,28 @@ class Engine:
                 if vec is not None:
                     self.scorer.update(pos, vec, lm)
             return {"item_id": item.item_id, "created": new, "indexed": vec is not None}
+
+    def _apply_events(self, events: list[Event]) -> int:
+        """Count stored events (committed here or read from the change feed) into popularity,
+        each once (its id decides); returns how many were new here."""
+        with self._lock:
+            if self._successor is not None:
+                return self._successor._apply_events(events)
+            cur = self.catalogue.event_cursor
+            fresh = [e.item_id for e in events if cur.claim(e.id, e.item_id)]
+            self.catalogue.count(fresh)
+            return len(fresh)
+
+    def _advance(self, items: int | None = None, events: int | None = None) -> None:
+        """The change feeds were read (and applied) up to these offsets."""
+        with self._lock:
+            if self._successor is not None:
+                return self._successor._advance(items, events)
+            if items is not None:
+                self.catalogue.item_cursor.advance(items)
+            if events is not None:
+                self.catalogue.event_cursor.advance(events)
+            return None
 
     # -- reads -------------------------------------------------------------------------------
     def history(self, user_id: str) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:

@@ -97,6 +97,17 @@ class ServeSettings:
         category match's share of the request match (``M6REC_CONVERSATION_STEER``,
         ``_WEIGHT``, ``_DECAY``, ``_ATTRIBUTES``; defaults those of
         `m6rec.conversation.Conversation`).
+    replication : str
+        How this process follows items and events that other processes (replicas, workers)
+        commit to the same database (``M6REC_REPLICATION``): ``auto`` (default: ``notify``
+        for PostgreSQL, ``poll`` for a SQLite file, ``off`` for an in-memory SQLite),
+        ``notify`` (PostgreSQL LISTEN/NOTIFY, with a polled fallback), ``poll``, ``off``
+        (see `m6rec.serve.replication`).
+    replication_poll : float or None
+        Seconds between two reads of the change feed when no notification comes earlier
+        (``M6REC_REPLICATION_POLL``; default 0.5 with ``notify``, 0.1 with ``poll``).
+    workers : int
+        Processes serving one port (``m6rec serve --workers``); each loads the model.
     """
 
     model_dir: Path = field(default_factory=lambda: Path(_env("MODEL_DIR", "model") or "model"))
@@ -120,6 +131,11 @@ class ServeSettings:
     new_items: str = field(
         default_factory=lambda: _env("NEW_ITEMS", "calibrated") or "calibrated")
     update: str = field(default_factory=lambda: _env("UPDATE", "off") or "off")
+    replication: str = field(
+        default_factory=lambda: _env("REPLICATION", "auto") or "auto")
+    replication_poll: float | None = field(
+        default_factory=lambda: float(_env("REPLICATION_POLL") or 0) or None)
+    workers: int = 1
     switch_interval: float = field(
         default_factory=lambda: float(_env("SWITCH_INTERVAL", "0.002") or 0.002))
     generator: str = field(default_factory=lambda: _env("GENERATOR", "smollm2") or "smollm2")

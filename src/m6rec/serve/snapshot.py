@@ -38,7 +38,7 @@ def save(path: str | Path, store: Any, offset: int, counts: dict[str, int]) -> N
     path = Path(path)
     body = {"format": FORMAT, "offset": int(offset), "event": _event_key(store, int(offset)),
             "counts": {k: int(v) for k, v in counts.items() if v}}
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # processes sharing a store
     tmp.write_text(json.dumps({**body, "checksum": _checksum(body)}))
     os.replace(tmp, path)
 

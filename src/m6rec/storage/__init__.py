@@ -7,7 +7,7 @@ driver.
 
 from __future__ import annotations
 
-from m6rec.storage.base import Event, Item, Store
+from m6rec.storage.base import Event, Item, Store, Watch
 
 
 def open_store(url: str) -> Store:
@@ -24,4 +24,4 @@ def open_store(url: str) -> Store:
     raise ValueError(f"database URL {url!r}: expected sqlite:///PATH or postgresql://...")
 
 
-__all__ = ["Event", "Item", "Store", "open_store"]
+__all__ = ["Event", "Item", "Store", "Watch", "open_store"]

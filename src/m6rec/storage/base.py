@@ -2,6 +2,13 @@
 
 An event is acknowledged (``add_events`` returns) only after its transaction is committed, so
 every acknowledged event survives a crash of the process. Only this package touches a database.
+
+Change feed: events carry their id and items a sequence number (``seq``, new on every write),
+both assigned in commit order (writers are serialised), so a reader that has seen everything up
+to an offset reads exactly what is new with ``iter_events(after_id=...)`` and
+``item_changes(after=...)``: several service processes on one database follow each other's
+writes this way (`m6rec.serve.replication`). `Store.watch` wakes a follower when something
+was committed (PostgreSQL: LISTEN/NOTIFY).
 """
 
 from __future__ import annotations
@@ -26,17 +33,35 @@ class Event:
 
 @dataclass(frozen=True)
 class Item:
-    """A catalogue item posted to the service: its id and text fields (title, description, ...)."""
+    """A catalogue item posted to the service: its id and text fields (title, description, ...);
+    ``seq`` (set by the store) is its place in the change feed, new on every write."""
 
     item_id: str
     fields: dict[str, Any] = field(default_factory=dict)
     updated: float | None = None
+    seq: int | None = None
+
+
+class Watch(ABC):
+    """Wakes a follower of the change feed when another connection may have committed."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True when something was committed meanwhile (or the
+        watch reconnected and may have missed it: read the feed either way)."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release the watch's connection."""
 
 
 class Store(ABC):
     """Event log + item table + user profiles. Implementations must be thread-safe."""
 
     url: str
+    #: other processes can open the same database (False for an in-memory SQLite)
+    shared: ClassVar[bool] = True
+    #: `watch` is pushed by the database (LISTEN/NOTIFY), not polled
+    notifies: ClassVar[bool] = False
 
     @abstractmethod
     def add_events(self, events: Sequence[Event]) -> list[int]:
@@ -64,8 +89,18 @@ class Store(ABC):
         return counts, last
 
     @abstractmethod
-    def put_items(self, items: Sequence[Item]) -> None:
-        """Insert or replace items (one transaction)."""
+    def put_items(self, items: Sequence[Item]) -> list[int]:
+        """Insert or replace items (one transaction); returns their new ``seq`` once committed."""
+
+    @abstractmethod
+    def item_changes(self, after: int = 0, batch: int = 10_000) -> list[Item]:
+        """Items written with ``seq > after``, oldest write first (at most ``batch``); an item
+        written twice appears once, as last written."""
+
+    def watch(self) -> Watch:
+        """A `Watch` on this database's commits (only stores that notify have one)."""
+        raise NotImplementedError(f"{type(self).__name__} has no commit notifications; poll "
+                                  "the change feed instead")
 
     @abstractmethod
     def get_item(self, item_id: str) -> Item | None: ...
@@ -135,14 +170,22 @@ class SQLStore(Store):
         return ({i: int(n) for i, n, _ in rows},
                 max([int(after_id)] + [int(m) for _, _, m in rows]))
 
+    _ITEM_COLS = "SELECT item_id, fields, updated, seq FROM items "
+
     def get_item(self, item_id: str) -> Item | None:
-        rows = self._read(f"SELECT item_id, fields, updated FROM items WHERE item_id = {self.mark}",
-                          (item_id,))
-        return Item(rows[0][0], json.loads(rows[0][1]), rows[0][2]) if rows else None
+        rows = self._read(f"{self._ITEM_COLS}WHERE item_id = {self.mark}", (item_id,))
+        return Item(rows[0][0], json.loads(rows[0][1]), rows[0][2], rows[0][3]) if rows else None
 
     def all_items(self) -> list[Item]:
-        rows = self._read("SELECT item_id, fields, updated FROM items ORDER BY updated, item_id")
-        return [Item(i, json.loads(f), u) for i, f, u in rows]
+        """Every item, in the order of their last write."""
+        rows = self._read(f"{self._ITEM_COLS}ORDER BY seq, item_id")
+        return [Item(i, json.loads(f), u, q) for i, f, u, q in rows]
+
+    def item_changes(self, after: int = 0, batch: int = 10_000) -> list[Item]:
+        p = self.mark
+        rows = self._read(f"{self._ITEM_COLS}WHERE seq > {p} ORDER BY seq LIMIT {p}",
+                          (int(after), int(batch)))
+        return [Item(i, json.loads(f), u, q) for i, f, u, q in rows]
 
     def get_user(self, user_id: str) -> dict[str, Any] | None:
         rows = self._read(f"SELECT profile FROM users WHERE user_id = {self.mark}", (user_id,))

@@ -2,7 +2,9 @@
 
 One connection per thread (the service answers from a thread pool); writers take the database
 lock with ``BEGIN IMMEDIATE`` and wait up to ``busy_timeout`` for each other, also across
-processes.
+processes. So event ids and item ``seq`` numbers are assigned in commit order, and processes on
+one machine sharing the file follow each other by polling the change feed (SQLite cannot push a
+notification to another process).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ CREATE INDEX IF NOT EXISTS events_user ON events (user_id, id);
 CREATE TABLE IF NOT EXISTS items (
     item_id TEXT PRIMARY KEY,
     fields TEXT NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    seq INTEGER
 );
 CREATE TABLE IF NOT EXISTS users (
     user_id TEXT PRIMARY KEY,
@@ -69,6 +72,27 @@ class SQLiteStore(SQLStore):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._shared = None
         self._conn().executescript(SCHEMA)
+        self._migrate()
+
+    @property
+    def shared(self) -> bool:  # type: ignore[override]
+        return self.path != ":memory:"
+
+    def _migrate(self) -> None:
+        """Give a database written before the change feed its item ``seq`` column (the items
+        numbered in the order of their last write)."""
+        con = self._conn()
+        cols = [r[1] for r in con.execute("PRAGMA table_info(items)").fetchall()]
+        if "seq" not in cols:
+            try:
+                self._write([("ALTER TABLE items ADD COLUMN seq INTEGER", [()])])
+            except sqlite3.OperationalError as e:  # another process added it meanwhile
+                if "duplicate column" not in str(e):
+                    raise
+        self._write([("UPDATE items SET seq = (SELECT COUNT(*) FROM items AS o WHERE "
+                      "o.updated < items.updated OR (o.updated = items.updated AND "
+                      "o.item_id <= items.item_id)) WHERE seq IS NULL", [()]),
+                     ("CREATE INDEX IF NOT EXISTS items_seq ON items (seq)", [()])])
 
     # -- connections -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -128,12 +152,30 @@ class SQLiteStore(SQLStore):
                              "VALUES (?, ?, ?, ?)", rows)])
 
     # -- items and users ---------------------------------------------------------------------
-    def put_items(self, items: Sequence[Item]) -> None:
+    def put_items(self, items: Sequence[Item]) -> list[int]:
+        """Each written item gets the next ``seq``, read and written inside the write lock
+        (so in commit order)."""
+        if not items:
+            return []
         now = time.time()
-        rows = [(it.item_id, json.dumps(it.fields), it.updated or now) for it in items]
-        self._write([("INSERT INTO items (item_id, fields, updated) VALUES (?, ?, ?) "
-                      "ON CONFLICT(item_id) DO UPDATE SET fields = excluded.fields, "
-                      "updated = excluded.updated", rows)])
+        con = self._conn()
+        guard = self._lock if self._shared is not None else _NoLock()
+        with guard:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                base = int(con.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0])
+                seqs = list(range(base + 1, base + 1 + len(items)))
+                con.executemany(
+                    "INSERT INTO items (item_id, fields, updated, seq) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(item_id) DO UPDATE SET fields = excluded.fields, "
+                    "updated = excluded.updated, seq = excluded.seq",
+                    [(it.item_id, json.dumps(it.fields), it.updated or now, q)
+                     for it, q in zip(items, seqs, strict=True)])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return seqs
 
     def put_user(self, user_id: str, profile: dict[str, Any]) -> None:
         self._write([("INSERT INTO users (user_id, profile) VALUES (?, ?) ON CONFLICT(user_id) "

@@ -38,7 +38,10 @@ def health(request: Request, engine: EngineDep) -> dict:
     except Exception as e:  # noqa: BLE001 - any driver error means the store is down
         raise HTTPException(503, f"store unavailable: {type(e).__name__}") from None
     return {"status": "ok", **engine.info(),
-            "reads_need_key": needs_read_key(request.app.state.settings)}
+            "reads_need_key": needs_read_key(request.app.state.settings),
+            # how far this process has applied the store's change feeds (replicas compare)
+            "log": {"events": engine.catalogue.events_seen,
+                    "items": engine.catalogue.item_cursor.offset}}
 
 
 @router.get("/metrics", response_class=Response, dependencies=[Depends(require_metrics_key)],
