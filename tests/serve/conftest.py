@@ -97,6 +97,8 @@ def free_port() -> int:
 class LiveServer:
     """``m6rec serve`` in a child process on 127.0.0.1 (stopped by ``stop`` / the context)."""
 
+    free_port = staticmethod(free_port)  # for subclasses in test modules (no conftest import)
+
     def __init__(self, model_dir, db: str, api_key: str = "secret", timeout: float = 90.0):
         import os
         import subprocess

@@ -62,7 +62,7 @@ def pg(pg_server):
     return pg_server
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
+@pytest.fixture(params=["postgres", pytest.param("sqlite", marks=pytest.mark.slow)])
 def db(request, tmp_path):
     if request.param == "sqlite":  # processes on one machine sharing a file: a polled feed
         return f"sqlite:///{tmp_path}/shared.db"
@@ -75,9 +75,7 @@ def replica(live_server):
         """``m6rec serve`` with extra options; `kill` sends SIGKILL."""
 
         def __init__(self, model_dir, db: str, *extra: str, timeout: float = 180.0):
-            from conftest import free_port
-
-            self.port = free_port()
+            self.port = self.free_port()
             self.url = f"http://127.0.0.1:{self.port}"
             self.api_key = KEY
             env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -215,6 +213,7 @@ def test_a_replica_killed_under_writes_loses_no_acknowledged_event(m6_dir, pg, r
         b.stop()
 
 
+@pytest.mark.slow  # two more model loads; `make test-all` runs it
 def test_workers_behind_one_port_follow_each_other(m6_dir, pg, replica):
     with replica(m6_dir, pg, "--workers", "2") as w:
         item = {"item_id": "n-baking", "title": "kitchen bread baking recipes"}
