@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,21 +33,7 @@ def _pg_finder():
 
 @pytest.fixture(scope="module")
 def pg_server():
-    url = os.environ.get("M6REC_TEST_POSTGRES_URL")
-    if url:
-        yield url
-        return
-    tmp = Path(tempfile.mkdtemp(prefix="m6rec-pg-"))
-    try:
-        url, stop = _pg_finder().start_postgres(tmp)
-    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        pytest.skip(f"PostgreSQL unavailable: {e}")
-    try:
-        yield url
-    finally:
-        stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    yield from _pg_finder().postgres_server()
 
 
 @pytest.fixture

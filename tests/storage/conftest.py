@@ -84,6 +84,12 @@ def start_postgres(tmp: Path):
 
 @pytest.fixture(scope="session")
 def postgres_url():
+    yield from postgres_server()
+
+
+def postgres_server():
+    """Yields the URL of M6REC_TEST_POSTGRES_URL or of a throwaway local server (stopped and
+    removed after); skips the test when PostgreSQL cannot be started."""
     url = os.environ.get("M6REC_TEST_POSTGRES_URL")
     if url:
         yield url
