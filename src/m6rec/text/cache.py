@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import os
 import sqlite3
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS vectors (
 CREATE INDEX IF NOT EXISTS vectors_shard ON vectors (shard);
 """
 _CHUNK = 900  # keys per SQL query (under SQLite's bound-parameter limit everywhere)
+_TIMEOUT_S = 60.0  # how long a connection waits on another writer
 
 
 def text_key(encoder_name: str, text: str) -> bytes:
@@ -76,12 +78,34 @@ class EncodingCache:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._verified: dict[str, tuple[int, int]] = {}  # shard -> (size, mtime_ns) checked
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        self._create()
+
+    def _create(self) -> None:
+        """The index in WAL mode with its tables.
+
+        WAL is a property of the file, so it is set once here. SQLite answers "database is
+        locked" at once, without waiting on the busy timeout, when two connections switch the
+        journal mode at the same moment; that case is retried until the timeout.
+        """
+        deadline = time.monotonic() + _TIMEOUT_S
+        while True:
+            try:
+                db = self._connect()
+                try:
+                    if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                        db.execute("PRAGMA journal_mode=WAL")
+                    with db:
+                        db.executescript(_SCHEMA)
+                finally:
+                    db.close()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.directory / "index.sqlite", timeout=60.0)
-        db.execute("PRAGMA journal_mode=WAL")
+        db = sqlite3.connect(self.directory / "index.sqlite", timeout=_TIMEOUT_S)
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
