@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import checkerboard_frames
 from m6rec.data import from_dataframe
 from m6rec.data.validate import build_kg
 from m6rec.models.base import Recommender
 from m6rec.registry import build_model
+from synthetic_data import checkerboard_frames
 
 FAST = {"hidden": 16, "inner": 16, "epochs": 30, "lr": 1e-2, "batch_size": 32, "device": "cpu"}
 COLD = ("i0", "i2", "i1", "i3")  # items nobody interacted with (two even, two odd)

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import checkerboard_frames
 from m6rec.data import from_dataframe
 from m6rec.eval.evaluate import evaluate
 from m6rec.eval.protocols import EvalSet
 from m6rec.models.base import Recommender
 from m6rec.registry import build_model
+from synthetic_data import checkerboard_frames
 
 FAST = {"hidden": 16, "att_hidden": 8, "mlp_hidden": 16, "epochs": 15, "lr": 1e-2,
         "batch_size": 64, "per_user": 10}

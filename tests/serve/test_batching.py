@@ -155,8 +155,10 @@ def test_user_vector_cache_is_exact_and_follows_writes(m6_dir, tmp_path):
     assert top(cached, "u0") == first and cached.cache_hits == 1  # reused, same answer
     assert top(plain, "u0") == first  # and what encoding again gives
     cached.add_events([{"user_id": "u0", "item_id": "k3"}])  # history changed: re-encoded
+    assert cached.refresher.wait_idle()
+    assert cached.cache_misses == 2 and cached.refresher.refreshed == 1  # in the background
     after = top(cached, "u0")
-    assert cached.cache_misses == 2
+    assert cached.cache_hits == 2  # the request read the refreshed vector
     assert "k3" not in dict(after) and after != first
     assert top(plain, "u0") == after
     # a history item whose text changes moves the user's vector: the cache must not serve it
@@ -169,5 +171,34 @@ def test_user_vector_cache_is_exact_and_follows_writes(m6_dir, tmp_path):
     v = cached._cached_user_vectors([("u0", *cached.history("u0"))])
     assert np.allclose(v, plain._user_vectors(plain._stack([plain.history("u0")])), atol=1e-6)
     for e in (cached, plain):
+        e.close()
+    store.close()
+
+
+def test_events_refresh_cached_explanations_to_what_a_request_computes(m6_dir, tmp_path):
+    from m6rec.serve.engine import Engine
+    from m6rec.storage import open_store
+
+    store = open_store(f"sqlite:///{tmp_path}/ev.db")
+    cached = Engine(m6_dir, store)
+    fresh = Engine(m6_dir, store, user_cache=0, explain_cache=0)
+
+    def explained(engine, user):
+        return [(i["item_id"], i["because"], [(h["item_id"], h["delta"]) for h in i["history"]])
+                for i in engine.recommend(user, 5, explain=True)["items"]]
+
+    explained(cached, "u1")
+    explained(cached, "u2")
+    loo = cached.explanations.cache
+    assert (loo.misses, loo.hits) == (2, 0)
+    cached.add_events([{"user_id": "u1", "item_id": "k5"}, {"user_id": "u3", "item_id": "k1"}])
+    assert cached.refresher.wait_idle()
+    # u1's entries were re-encoded; u3 never asked (nothing cached), u2 had no event
+    assert cached.refresher.refreshed == 2 and loo.misses == 3
+    after = explained(cached, "u1")
+    assert loo.hits == 1 and loo.misses == 3  # the request used the refreshed vectors
+    assert after == explained(fresh, "u1")  # exactly what computing them now gives
+    assert any(h for _, _, h in after)  # history items are cited
+    for e in (cached, fresh):
         e.close()
     store.close()

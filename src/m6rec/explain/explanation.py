@@ -126,7 +126,8 @@ class Explainer:
         """One `Explanation` per item from leave-one-out drops measured elsewhere: tested
         history items ``hist`` [m], score drops ``contrib`` [m, k] and full-history scores
         ``full`` [k] (what `contributions` returns; the service measures them in batches)."""
-        return [self._one(int(i), hist, contrib[:, col], float(full[col]))
+        hist_cats = [set(self.categories[int(h)]) for h in hist]
+        return [self._one(int(i), hist, contrib[:, col], float(full[col]), hist_cats)
                 for col, i in enumerate(np.asarray(items, dtype=np.int64))]
 
     def contributions(self, history: np.ndarray, items: np.ndarray
@@ -139,27 +140,29 @@ class Explainer:
         full = self.model.score(h, items)[0]
         return hist, contrib, full
 
-    def _one(self, item: int, hist: np.ndarray, c: np.ndarray, score: float) -> Explanation:
+    def _one(self, item: int, hist: np.ndarray, c: np.ndarray, score: float,
+             hist_cats: list[set[str]]) -> Explanation:
         ids, titles = self.item_ids, self.titles
         pos = np.clip(c, 0, None)
         total = float(pos.sum())
-        order = [j for j in np.argsort(-c, kind="stable")[: self.top] if c[j] > 0]
+        ranked = np.argsort(-c, kind="stable")
+        order = [j for j in ranked[: self.top] if c[j] > 0]
         cited = [int(hist[j]) for j in order]
         history = [{"item_id": str(ids[h]), "title": titles[h], "delta": round(float(c[j]), 6),
                     "share": round(float(c[j] / total), 4)} for j, h in zip(order, cited,
                                                                             strict=True)]
         categories = []
         if total > 0:
+            raised = [(float(pos[j]), hist_cats[j]) for j in np.flatnonzero(pos > 0)]
+            cited_cats = [hist_cats[j] for j in order]
             for g in self.categories[item]:
-                carried = sum(float(pos[j]) for j, h in enumerate(hist) if g in self.categories[h])
-                share = carried / total
-                if share >= self.min_category_share and any(g in self.categories[h]
-                                                             for h in cited):
+                share = sum(p for p, cats in raised if g in cats) / total
+                if share >= self.min_category_share and any(g in cats for cats in cited_cats):
                     categories.append({"name": g, "share": round(share, 4)})
             categories.sort(key=lambda x: -x["share"])
         relations = []
         if self.kg_relations and total > 0:
-            raising = [int(hist[j]) for j in np.argsort(-c, kind="stable") if c[j] > 0]
+            raising = [int(hist[j]) for j in ranked if c[j] > 0]
             for rel in self.kg.related(item, raising, top=self.kg_relations):
                 relations.append({"role": rel.role, "item_id": str(ids[rel.other]),
                                   "title": titles[rel.other], "count": rel.count,

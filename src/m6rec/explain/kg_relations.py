@@ -81,6 +81,7 @@ class KGRelations:
         self.facts: list[dict[str, set[int]]] = [{} for _ in range(dataset.n_items)]
         self.links: list[dict[int, str]] = [{} for _ in range(dataset.n_items)]
         self.entity = np.full(dataset.n_items, -1, dtype=np.int64)
+        self._best: dict[tuple[int, int], Relation | None] = {}  # memo of `related`'s lookups
         if kg is None or not len(kg.triples):
             return
         self.entity = np.asarray(kg.item_entity, dtype=np.int64)
@@ -134,14 +135,25 @@ class KGRelations:
         n = len(self.facts)
         if not 0 <= item < n:
             return []
+        best = self._best
+        if len(best) > _MEMO:
+            best.clear()
         for pos, o in enumerate(int(x) for x in others):
             if o == item or not 0 <= o < n:
                 continue
-            rel = self.between(item, o)
-            if rel:
-                found.append((_rank(rel[0]), pos, rel[0]))
+            rel = best.get((item, o), _UNSEEN)
+            if rel is _UNSEEN:  # the index never changes: each pair is looked up once
+                found_rel = self.between(item, o)
+                rel = best[item, o] = found_rel[0] if found_rel else None
+            if rel is not None:
+                found.append((_rank(rel), pos, rel))
         found.sort(key=lambda x: (x[0], x[1]))
         return [r for _, _, r in found[:top]]
+
+
+_UNSEEN = object()
+#: most (item, other item) pairs whose best relation `KGRelations.related` keeps
+_MEMO = 1_000_000
 
 
 def _rank(rel: Relation) -> tuple[int, int]:

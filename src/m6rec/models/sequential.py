@@ -208,15 +208,19 @@ class SequentialRecommender(Recommender):
 
     # -- scoring ---------------------------------------------------------------------------------
     def _encode_last(self, module, inputs: np.ndarray, mask: np.ndarray,
-                     extras: dict[str, np.ndarray], item_table=None):
+                     extras: dict[str, np.ndarray], item_table=None, groups=None):
         """The encoder state at each row's newest item: the user vector (a torch tensor; the
-        caller sets eval / inference mode). ``item_table``: see `user_vectors`."""
+        caller sets eval / inference mode). ``item_table``, ``groups``: see `user_vectors`."""
         import torch
 
         device = next(module.parameters()).device
         m = torch.as_tensor(mask, device=device)
         ex = {k: torch.as_tensor(v, device=device) for k, v in extras.items()}
         x = torch.as_tensor(inputs, device=device)
+        if self.padding_side == "left" and hasattr(module, "encode_last"):
+            table = None if item_table is None else torch.as_tensor(item_table, device=device)
+            g = None if groups is None else torch.as_tensor(np.asarray(groups), device=device)
+            return module.encode_last(x, m, ex, table, g)
         if item_table is None:
             h = module.encode(x, m, ex)
         else:
@@ -228,33 +232,42 @@ class SequentialRecommender(Recommender):
 
     @contextmanager
     def _inference(self):
-        """The module in eval and inference mode for the block (its mode restored after)."""
+        """The module in eval and inference mode for the block (its mode restored after).
+
+        A module already in eval mode (a loaded model, the service's) is left alone: no
+        per-call walk over its submodules, and threads scoring at once never see another
+        one's mode switch."""
         import torch
 
         module = self.module_
-        was_training = module.training
+        if not module.training:
+            with torch.inference_mode():
+                yield module
+            return
         module.eval()
         try:
             with torch.inference_mode():
                 yield module
         finally:
-            module.train(was_training)
+            module.train()
 
-    def user_vectors(self, histories: Histories, item_table=None) -> np.ndarray:
+    def user_vectors(self, histories: Histories, item_table=None, groups=None) -> np.ndarray:
         """The user vectors that scores are dot products with, float32 [n, d]
         (``scores = user_vectors(h) @ item table.T``).
 
         ``item_table`` (float [m, d], m >= n_items; text models only): score against an
         extended catalogue, e.g. the service's with items posted since training (rows past
         ``n_items`` are new items, which ``histories`` may hold); inputs are read from it and
-        padded at index ``m``."""
+        padded at index ``m``. ``groups`` (int [n], optional): rows with one id are variants
+        of one history (leave-one-out explanations); a network with ``encode_last`` computes
+        what they share once (same vectors)."""
         self._check_fitted()
         inputs, mask, extras = self.model_inputs(histories)
         if item_table is not None:
             inputs = np.where(mask, inputs, len(item_table))
         with self._inference() as module:
-            return self._encode_last(module, inputs, mask, extras,
-                                     item_table).float().cpu().numpy()
+            return self._encode_last(module, inputs, mask, extras, item_table,
+                                     groups).float().cpu().numpy()
 
     def _score_rows(self, histories: Histories) -> np.ndarray:
         inputs, mask, extras = self.model_inputs(histories)

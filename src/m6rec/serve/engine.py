@@ -34,6 +34,7 @@ from m6rec.serve.catalogue import Catalogue, categories_of, item_text, title_of
 from m6rec.serve.dense import DenseScorer
 from m6rec.serve.explanations import Explanations
 from m6rec.serve.query import LazyEncoder, QueryMatcher
+from m6rec.serve.refresh import Refresher
 from m6rec.serve.user_cache import UserCache, history_key
 from m6rec.serve.vectors import NEW_ITEM_MODES, VectorScorer, is_vector_model
 from m6rec.storage import Event, Item, Store
@@ -212,6 +213,10 @@ class Engine:
         self._batchers: dict[str, Any] = {}
         self._closed = False
         self._successor: Engine | None = None
+        # users whose cached encodings a new event makes stale are re-encoded in the background
+        self.refresher = Refresher(self._refresh)
+        self._stored_as: dict[str, str] = {}  # stored id (pseudonym) -> request id
+        self._last_explained: dict[str, RecRequest] = {}  # user -> last plain explained request
 
     def derive(self, model: Any, version: int) -> Engine:
         """A new engine serving ``model``, an updated version of this engine's model (same
@@ -401,9 +406,26 @@ class Engine:
             if self._successor is not None:
                 return self._successor._apply_events(events)
             cur = self.catalogue.event_cursor
-            fresh = [e.item_id for e in events if cur.claim(e.id, e.item_id)]
-            self.catalogue.count(fresh)
-            return len(fresh)
+            claimed = [e for e in events if cur.claim(e.id, e.item_id)]
+            self.catalogue.count([e.item_id for e in claimed])
+        if claimed and self.vector_mode:
+            self.refresher.touch(dict.fromkeys(e.user_id for e in claimed))
+        return len(claimed)
+
+    def _refresh(self, stored_ids: list[str]) -> None:
+        """Re-encode the users (stored ids) whose user vector or leave-one-out vectors are
+        cached, under the keys their next request computes (`Refresher`); users who asked
+        for explanations get their list explained again (the sentences memoised), as their
+        last explained request asked for it."""
+        ids = [self._stored_as.get(s) for s in stored_ids]
+        explained = self.explanations.cache
+        loo = [u for u in ids if u is not None and u in explained]
+        vec = [u for u in ids if u is not None and u in self.user_cache and u not in explained]
+        if vec:
+            self._cached_user_vectors([(u, *self.history(u)) for u in vec])
+        if loo:
+            self.recommend_many([replace(self._last_explained.get(u, RecRequest(u)),
+                                         explain=True) for u in loo])
 
     def _advance(self, items: int | None = None, events: int | None = None) -> None:
         """The change feeds were read (and applied) up to these offsets."""
@@ -476,6 +498,16 @@ class Engine:
 
         return np.stack(self.user_cache.get_or_compute([r[0] for r in rows], keys, compute))
 
+    def _remember(self, user_ids: list[str]) -> None:
+        """Map the stored ids of users whose encodings get cached back to their request ids
+        (the events that make them stale carry stored ids)."""
+        known = self._stored_as
+        if len(known) > 2 * max(self.user_cache.size, self.explanations.cache.size, 1):
+            known.clear()  # bounded: users not seen since are just not refreshed
+            self._last_explained.clear()
+        for u in user_ids:
+            known[self.pseudonym(u)] = u
+
     def profile_text(self, user_id: str, u: int) -> str:
         from m6rec.text import user_profile_text
 
@@ -529,6 +561,7 @@ class Engine:
             batchers, self._batchers = list(self._batchers.values()), {}
         for b in batchers:
             b.close()
+        self.refresher.close()
 
     def recommend_many(self, requests: list[RecRequest]) -> list[dict[str, Any] | Exception]:
         """Answer several requests at once; each slot holds its result or its (client) error.
@@ -569,6 +602,7 @@ class Engine:
         user_q: dict[int, np.ndarray | None] = {}
         if hist and self.vector_mode:
             scorer = self.scorer
+            self._remember([row[1].user_id for row in hist])
             users = self._cached_user_vectors([(r.user_id, u, it, ts, ev)
                                                for _, r, u, it, ts, ev, _ in hist], n)
             queries = scorer.text_queries([row[3] for row in hist])
@@ -602,6 +636,9 @@ class Engine:
         loo: dict[int, tuple] = {}
         if hist and self.vector_mode:  # leave-one-out vectors of every explained history
             asked = [row for row in hist if row[1].explain]
+            for row in asked:
+                if not row[1].turns:
+                    self._last_explained[row[1].user_id] = row[1]
             got = self.explanations.leave_one_out(
                 [(r.user_id, u, it, ts, ev) for _, r, u, it, ts, ev, _ in asked], n)
             for row, g in zip(asked, got, strict=True):

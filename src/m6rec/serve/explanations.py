@@ -67,6 +67,7 @@ class Explanations:
         def compute(miss: list[int]) -> list[tuple]:
             batch: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
             spans: list[tuple[np.ndarray, int, int]] = []
+            groups: list[int] = []  # the variants of one history share an id
             for x in miss:
                 _, u, items, ts, ev = rows[x]
                 k = len(items)
@@ -74,8 +75,9 @@ class Explanations:
                 for j in range(max(0, k - m_max), k):
                     keep = np.arange(k) != j
                     batch.append((u, items[keep], ts[keep], ev[keep]))
+                groups += [x] * (len(batch) - start)
                 spans.append((items[max(0, k - m_max):], start, len(batch)))
-            vecs = scorer.user_vectors(self.stack(batch), n)
+            vecs = scorer.user_vectors(self.stack(batch), n, np.array(groups, np.int64))
             queries = scorer.text_queries([b[1] for b in batch])
             # copies: a slice would keep the encoder's whole [rows, L, d] output alive
             return [(tested, vecs[a:b].copy(), None if queries is None else queries[a:b].copy(),

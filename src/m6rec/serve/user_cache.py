@@ -41,6 +41,11 @@ class UserCache:
     def __len__(self) -> int:
         return len(self._data)
 
+    def __contains__(self, user_id: object) -> bool:
+        """Whether a value is cached for ``user_id`` (under any key)."""
+        with self._lock:
+            return user_id in self._data
+
     def get(self, user_id: str, key: bytes) -> Any | None:
         """The value cached for ``user_id`` under ``key``, or None."""
         with self._lock:

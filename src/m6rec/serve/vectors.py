@@ -156,10 +156,14 @@ class VectorScorer:
         return self.table.numpy()[np.asarray(idx, np.int64)]
 
     # -- users -------------------------------------------------------------------------------
-    def user_vectors(self, h: Histories, n: int | None = None) -> np.ndarray:
+    def user_vectors(self, h: Histories, n: int | None = None,
+                     groups: np.ndarray | None = None) -> np.ndarray:
         """User vectors [len(h), d]; text models read the current table (posted rows too),
-        the first ``n`` rows when given (one batch sees one catalogue)."""
+        the first ``n`` rows when given (one batch sees one catalogue). ``groups``: rows that
+        are variants of one history (see the model's ``user_vectors``)."""
         table = self.table.numpy()[:n] if self.text else None
+        if groups is not None and _takes_groups(self.model):
+            return self.model.user_vectors(h, item_table=table, groups=groups)
         return self.model.user_vectors(h, item_table=table)
 
     def text_queries(self, histories: list[np.ndarray]) -> np.ndarray | None:
@@ -255,3 +259,13 @@ class VectorScorer:
 
 def _units(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def _takes_groups(model: Any) -> bool:
+    """Whether ``model.user_vectors`` accepts ``groups``."""
+    import inspect
+
+    try:
+        return "groups" in inspect.signature(model.user_vectors).parameters
+    except (TypeError, ValueError):
+        return False

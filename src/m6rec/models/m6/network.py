@@ -24,6 +24,7 @@ from m6rec.models.m6.towers import (
     N_GAP_BUCKETS,
     N_HEADS,
     gap_buckets,
+    gru_last_shared,
     gru_states,
     long_term,
     match_query,
@@ -169,6 +170,34 @@ class M6Module(nn.Module):
         """User states [B, L, d] at every position of right-aligned windows ``items``;
         ``table`` (default `item_table`) is the catalogue the items index into."""
         extras = extras or {}
+        full, vecs, x = self._embed(items, mask, extras, table)
+        if self.tower == "gru":
+            h = gru_states(self.gru, self.gru_out, self.drop, x, mask) * self.out_scale
+        else:
+            h = self.norm(causal_blocks(self.blocks, x, mask)) * self.out_scale
+        return self._finish(h, full, vecs, items, mask, extras)
+
+    def encode_last(self, items: torch.Tensor, mask: torch.Tensor,
+                    extras: dict[str, torch.Tensor] | None = None,
+                    table: torch.Tensor | None = None,
+                    groups: torch.Tensor | None = None) -> torch.Tensor:
+        """``encode(...)[:, -1]``: the state at each row's newest item [B, d] (the user vector),
+        computing the newest position only (the GRU stops at the batch's longest row).
+
+        ``groups`` (int [B], GRU tower): rows with the same group id (one user's histories
+        with one item removed each) run the GRU once over the inputs they share from the
+        start of their windows, then each row on from that state: the same states, with the
+        shared steps computed once instead of once per row."""
+        extras = extras or {}
+        if self.tower != "gru":
+            return self.encode(items, mask, extras, table)[:, -1]
+        full, vecs, x = self._embed(items, mask, extras, table)
+        h = self.gru_out(self.drop(gru_last_shared(self.gru, x, mask, groups)))[:, None]
+        return self._finish(h * self.out_scale, full, vecs, items, mask, extras, last=True)[:, 0]
+
+    def _embed(self, items: torch.Tensor, mask: torch.Tensor, extras: dict[str, torch.Tensor],
+               table: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(catalogue with its pad row, its first ``hidden`` columns, the tower's inputs)."""
         full = self.item_table() if table is None else table
         full = torch.cat([full, full.new_zeros(1, full.shape[1])])  # pad row
         vecs = full[:, :self.hidden]
@@ -185,15 +214,17 @@ class M6Module(nn.Module):
             known = (users >= 0) & (users < len(self.profile_text))
             prof = self.profile_text[users.clamp(min=0, max=max(len(self.profile_text) - 1, 0))]
             x = x + (self.profile(prof) * known[:, None])[:, None, :]
-        x = self.drop(x) * mask[..., None]
-        if self.tower == "gru":
-            h = gru_states(self.gru, self.gru_out, self.drop, x, mask) * self.out_scale
-        else:
-            h = self.norm(causal_blocks(self.blocks, x, mask)) * self.out_scale
+        return full, vecs, self.drop(x) * mask[..., None]
+
+    def _finish(self, h: torch.Tensor, full: torch.Tensor, vecs: torch.Tensor,
+                items: torch.Tensor, mask: torch.Tensor, extras: dict[str, torch.Tensor],
+                last: bool = False) -> torch.Tensor:
+        """The tower's states plus the long-term taste and the text query (``last``: ``h``
+        holds the newest position only, [B, 1, d])."""
         if self.long_term:
             h = h + long_term(self.lt_proj, self.drop, vecs, items, mask, extras.get("older"),
-                              self.long_term)
+                              self.long_term, last)
         if self.text_match:
-            h = torch.cat([h, match_query(self.match_w, self.match_scale, items, mask,
-                                          full[:, self.hidden:])], dim=-1)
+            q = match_query(self.match_w, self.match_scale, items, mask, full[:, self.hidden:])
+            h = torch.cat([h, q[:, -1:] if last else q], dim=-1)
         return h

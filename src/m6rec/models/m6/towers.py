@@ -45,13 +45,61 @@ def gru_states(gru: nn.GRU, out: nn.Linear, drop: nn.Module, x: torch.Tensor,
     return h.gather(1, back.expand(B, L, h.shape[2])) * mask[..., None]
 
 
+def gru_last_shared(gru: nn.GRU, x: torch.Tensor, mask: torch.Tensor,
+                    groups: torch.Tensor | None = None) -> torch.Tensor:
+    """The GRU state [B, inner] at each right-aligned row's newest item, as `gru_states`
+    reads the rows (items first), stopping at the batch's longest row. With ``groups`` (int
+    [B]), the steps that the rows of one group share are computed once: the group's common
+    leading inputs run as one row, and every row of the group runs on from that state. Rows
+    of different groups never share."""
+    B, L, d = x.shape
+    n_real = mask.long().sum(1)
+    lead = (L - n_real)[:, None]
+    j = torch.arange(L, device=x.device)[None]
+    xr = x.gather(1, ((j + lead) % L)[..., None].expand(B, L, d))  # items first
+    if groups is None:
+        states, _ = gru(xr[:, : max(int(n_real.max()), 1)])
+        return states[torch.arange(B), (n_real - 1).clamp(min=0)]
+    out = x.new_zeros(B, gru.hidden_size)
+    by_prefix: dict[int, list[torch.Tensor]] = {}
+    for g in torch.unique(groups):
+        rows = torch.nonzero(groups == g).flatten()
+        shared = 0
+        if len(rows) > 1:
+            same = (xr[rows] == xr[rows[0]]).all(dim=2).all(dim=0)  # [L] all rows agree
+            differ = torch.nonzero(~same).flatten()
+            shared = int(differ[0]) if len(differ) else L
+            # each row keeps at least its newest item to run on its own
+            shared = max(min(shared, int(n_real[rows].min()) - 1), 0)
+        by_prefix.setdefault(shared, []).append(rows)
+    for shared, members in by_prefix.items():
+        rows = torch.cat(members)
+        end = max(int(n_real[rows].max()), 1)
+        h0 = None
+        if shared:
+            _, h0 = gru(xr[torch.stack([m[0] for m in members]), :shared])  # [layers, G, h]
+            owner = torch.cat([torch.full((len(m),), k, dtype=torch.long, device=x.device)
+                               for k, m in enumerate(members)])
+            h0 = h0[:, owner].contiguous()
+        states, _ = gru(xr[rows, shared:end], h0)
+        out[rows] = states[torch.arange(len(rows)), (n_real[rows] - 1 - shared).clamp(min=0)]
+    return out
+
+
 def long_term(proj: nn.Linear, drop: nn.Module, table: torch.Tensor, items: torch.Tensor,
-              mask: torch.Tensor, older: torch.Tensor | None, limit: int) -> torch.Tensor:
+              mask: torch.Tensor, older: torch.Tensor | None, limit: int,
+              last: bool = False) -> torch.Tensor:
     """``proj(m)`` at every position of right-aligned windows [B, L]: ``m`` the mean of the
     item vectors ``table`` [n_items + 1, d] (pad row zero) of the window's items up to there
-    and of the newest ``limit`` of the ``older`` items before the window [B, C] (pads -1)."""
-    total = (table[items] * mask[..., None]).cumsum(1)
-    count = mask.to(total.dtype).cumsum(1)  # (exact: small integers)
+    and of the newest ``limit`` of the ``older`` items before the window [B, C] (pads -1).
+    ``last``: at the newest position only ([B, 1, d])."""
+    if last:
+        total = (table[items] * mask[..., None]).sum(1, keepdim=True)
+        count = mask.to(total.dtype).sum(1, keepdim=True)
+        mask = mask[:, -1:]
+    else:
+        total = (table[items] * mask[..., None]).cumsum(1)
+        count = mask.to(total.dtype).cumsum(1)  # (exact: small integers)
     if older is not None:
         older = older[:, -limit:]  # the teacher may have read more of them
         real = older >= 0
