@@ -1,7 +1,7 @@
 """Size / latency / quality of compressed m6 models, in one process (ratios to the first).
 
     OMP_NUM_THREADS=1 python benchmarks/compress.py --data ml-100k \
-        full=/tmp/models/m6_ml100k_loo int8=/tmp/c6/int8 onnx=/tmp/c6/onnx ...
+        full=runs/m6 int8=runs/m6_int8 onnx=runs/m6_onnx ...
 
 For each LABEL=DIR: parameters (stored weights; non-zero after pruning), bytes on disk
 (config.json + state.npz), CPU latency per user at batch 1 and batch 256 (median of repeats,

@@ -3,7 +3,7 @@
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/explain_faithfulness.py \
-        [--model-dir /tmp/models/m6_ml100k_loo] [--users 300] [--k 5] [--cite 3] [--draws 10] \
+        [--model-dir runs/m6] [--users 300] [--k 5] [--cite 3] [--draws 10] \
         [--also ease,itemknn] [--out benchmarks/results/explain]
 
 For seeded random users of ml-100k (their whole history as input, as `m6rec recommend` uses it)
@@ -91,7 +91,7 @@ def measure(model: Any, ds, users: np.ndarray, k: int, cite: int, draws: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model-dir", default="/tmp/models/m6_ml100k_loo",
+    ap.add_argument("--model-dir", default="runs/m6",
                     help='a saved model directory ("" for none: only the --also models)')
     ap.add_argument("--data", default="ml-100k")
     ap.add_argument("--users", type=int, default=300)

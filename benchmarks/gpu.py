@@ -15,7 +15,7 @@ on the CPU with small sizes (a smoke test of the script, not a measurement).
 (b) raw forward: the same model on pre-tokenised input already on the GPU, same batch size and
     autocast, sequences/s: the same texts padded to ``--seq-len`` tokens, and the very batches
     (a) runs (length-sorted, padded per batch); the figure that matters is (a) divided by the
-    larger of the two (goal >= 0.5);
+    larger of the two (the aim: >= 0.5);
 (c) training on ml-100k (loo training part, no validation, ``--epochs`` epochs, bf16 autocast,
     ``--train-batch`` windows per step): training windows/s and target positions/s of ``sasrec``
     and ``m6``; with ``--quality``, also ``sasrec`` trained to convergence with early stopping

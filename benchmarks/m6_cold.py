@@ -5,7 +5,7 @@ user's last warm interaction forms the warm test set).
 
     HF_HUB_OFFLINE=1 python benchmarks/m6_cold.py '{"text_only": true, "seen_negatives": true}'
     HF_HUB_OFFLINE=1 python benchmarks/m6_cold.py '{"text_only": true, "seen_negatives": true,
-        "epochs": 25, "patience": 4}' /work/shared/data/amazon_office
+        "epochs": 25, "patience": 4}' PATH/amazon_office
 
 Prints one JSON line: parameters, fit seconds, best epoch, cold and warm NDCG@10, their ratio.
 """

@@ -13,7 +13,7 @@ Policies that do not apply to a model are skipped and listed: ``foldin`` needs a
     nice -n 19 .venv/bin/python benchmarks/prequential.py --data ml-100k --data amazon_office \\
         --model ease --model itemknn --model als --policy foldin:1000 --sample 10000
 
-Datasets: built-in names, paths, or names under ``--shared`` (``/work/shared/data``; read
+Datasets: built-in names, paths, or names under ``--shared`` (``../shared/data``, beside the repository; read
 there, never copied). Writes ``OUT/NAME.md`` (table with ratios to static) and one
 ``OUT/NAME_<data>_<model>.png`` per pair; the raw dump ``RAW/NAME.json`` (every run with its
 cumulative curve) goes under the ignored ``runs/`` folder.
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="ease fold-in: also run recency-weighted fold-in with this half-life "
                          "in days (repeat); adds the control 'static, weighted at the cut' "
                          "(the same weighting, never updated)")
-    ap.add_argument("--shared", type=Path, default=Path("/work/shared/data"))
+    ap.add_argument("--shared", type=Path, default=Path("../shared/data"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/prequential"))
     ap.add_argument("--raw", type=Path, default=Path("runs/benchmarks/prequential"),
                     help="folder of the raw JSON dump (every run and its curve)")

@@ -10,7 +10,7 @@ the other, and what a SIGKILL of one replica under writes loses.
 2. **SIGKILL under writes.** ``--clients`` writer threads per replica post events (a unique
    user each); after ``--kill-after`` acknowledgements by A, A gets SIGKILL; the writers to B
    go on for 2 s. Then every acknowledged event is looked up in the database (lost =
-   acknowledged but not stored; the goal is 0), next to what A committed and how many
+   acknowledged but not stored; it must be 0), next to what A committed and how many
    changes B applied from the feed (A's, plus those of its own the feed reached before the
    writing request applied them; each change is applied once either way).
 

@@ -1,5 +1,5 @@
 """Recommendation latency while the service learns online, against the same service without
-updates, in one run (issue 7: p99 within 10%).
+updates, in one run (the aim: p99 within 10%).
 
 Each round starts two fresh servers one after the other on the same model, each with an empty
 SQLite store: ``static`` (no ``--update``) and ``--update SPEC``, and drives the same paced

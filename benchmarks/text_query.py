@@ -3,7 +3,7 @@
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/text_query.py \
-        [--model-dir /tmp/models/m6_ml100k_loo] [--users 50] [--weights 0.5,1,2,4] \
+        [--model-dir runs/m6] [--users 50] [--weights 0.5,1,2,4] \
         [--spaces lm,item] [--attributes 0.5] [--out benchmarks/results/explain]
         [--raw runs/benchmarks/explain]
 
@@ -97,7 +97,7 @@ def overlap(lists: list[np.ndarray]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model-dir", default="/tmp/models/m6_ml100k_loo")
+    ap.add_argument("--model-dir", default="runs/m6")
     ap.add_argument("--data", default="ml-100k")
     ap.add_argument("--users", type=int, default=50)
     ap.add_argument("--weights", default="0,0.5,1,2,4")
