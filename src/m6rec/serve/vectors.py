@@ -66,6 +66,7 @@ class VectorScorer:
             raise ValueError(f"new_items must be one of {', '.join(NEW_ITEM_MODES)}, "
                              f"got {new_items!r}")
         self.model, self.catalogue = model, catalogue
+        self._takes_groups = _takes_groups(model)  # once: user_vectors is on every request
         self.text = bool(model.reads_text)
         self.n_base = catalogue.n_base
         self._index_kind, self._faiss_threshold, self.new_items = index, faiss_threshold, \
@@ -162,7 +163,7 @@ class VectorScorer:
         the first ``n`` rows when given (one batch sees one catalogue). ``groups``: rows that
         are variants of one history (see the model's ``user_vectors``)."""
         table = self.table.numpy()[:n] if self.text else None
-        if groups is not None and _takes_groups(self.model):
+        if groups is not None and self._takes_groups:
             return self.model.user_vectors(h, item_table=table, groups=groups)
         return self.model.user_vectors(h, item_table=table)
 

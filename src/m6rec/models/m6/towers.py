@@ -35,14 +35,21 @@ def gru_states(gru: nn.GRU, out: nn.Linear, drop: nn.Module, x: torch.Tensor,
     """The GRU tower over right-aligned ``x`` [B, L, d]: rows are rolled so their items come
     first (the recurrent state never reads a pad before an item), run, mapped by ``out`` and
     rolled back; pads give 0."""
-    B, L, d = x.shape
-    lead = (L - mask.long().sum(1))[:, None]  # pads before each row's first item
-    j = torch.arange(L, device=x.device)[None]
-    first = ((j + lead) % L)[..., None]
-    states, _ = gru(x.gather(1, first.expand(B, L, d)))
+    B, L, _ = x.shape
+    xr, lead = _items_first(x, mask)
+    states, _ = gru(xr)
     h = out(drop(states))
-    back = ((j - lead) % L)[..., None]
+    back = ((torch.arange(L, device=x.device)[None] - lead) % L)[..., None]
     return h.gather(1, back.expand(B, L, h.shape[2])) * mask[..., None]
+
+
+def _items_first(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-aligned rows ``x`` [B, L, d] rolled so their items come first, and the pads that
+    stood before each row's first item [B, 1]."""
+    B, L, d = x.shape
+    lead = (L - mask.long().sum(1))[:, None]
+    j = torch.arange(L, device=x.device)[None]
+    return x.gather(1, ((j + lead) % L)[..., None].expand(B, L, d)), lead
 
 
 def gru_last_shared(gru: nn.GRU, x: torch.Tensor, mask: torch.Tensor,
@@ -52,11 +59,9 @@ def gru_last_shared(gru: nn.GRU, x: torch.Tensor, mask: torch.Tensor,
     [B]), the steps that the rows of one group share are computed once: the group's common
     leading inputs run as one row, and every row of the group runs on from that state. Rows
     of different groups never share."""
-    B, L, d = x.shape
+    B, L, _ = x.shape
     n_real = mask.long().sum(1)
-    lead = (L - n_real)[:, None]
-    j = torch.arange(L, device=x.device)[None]
-    xr = x.gather(1, ((j + lead) % L)[..., None].expand(B, L, d))  # items first
+    xr, _ = _items_first(x, mask)
     if groups is None:
         states, _ = gru(xr[:, : max(int(n_real.max()), 1)])
         return states[torch.arange(B), (n_real - 1).clamp(min=0)]
