@@ -508,3 +508,30 @@ def test_a_model_saved_with_retired_options_loads_only_at_their_current_values(t
     cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="cl_weight=0.5, an option m6 no longer has"):
         Recommender.load(tmp_path / "m")
+
+
+def test_user_vectors_of_grouped_variants_equal_the_full_encoder():
+    """``user_vectors(groups=...)`` (the GRU run once over what one history's leave-one-out
+    variants share) gives the vectors of the full encoder at the newest position."""
+    ds = _cycle()
+    m = build_model("m6", **{**FAST, "epochs": 2}).fit(ds)
+    rng = np.random.default_rng(0)
+    rows, groups = [], []
+    for g, k in enumerate([25, 14, 10, 4]):  # longer and shorter than the window (10)
+        h = rng.integers(0, ds.n_items, k)
+        for j in range(max(0, k - 5), k):
+            rows.append(np.delete(h, j))
+            groups.append(g)
+    indptr = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum([len(r) for r in rows], out=indptr[1:])
+    users = np.array(groups, np.int64)  # the variants of one history share a (training) user
+    hist = Histories(indptr, np.concatenate(rows), users,
+                     np.arange(indptr[-1], dtype=np.float64), None,
+                     np.zeros(indptr[-1], np.int64))
+    grouped = m.user_vectors(hist, groups=np.array(groups))
+    inputs, mask, extras = m.model_inputs(hist)
+    with torch.inference_mode():
+        full = m.module_.eval().encode(torch.as_tensor(inputs), torch.as_tensor(mask),
+                                       {k: torch.as_tensor(v) for k, v in extras.items()})
+    np.testing.assert_allclose(grouped, full[:, -1].numpy(), atol=1e-5)
+    np.testing.assert_allclose(m.user_vectors(hist), grouped, atol=1e-5)
