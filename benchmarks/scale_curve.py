@@ -15,7 +15,7 @@ Per model: load seconds (Parquet -> Dataset), split seconds (leave-one-out), fit
 (torch models: ``epochs=1``, so fit = one epoch plus one validation pass), evaluation seconds of
 a full-ranking evaluation (every item ranked, seen items excluded) of ``--eval-users`` sampled
 test users, and the child's peak RSS. Per size, in the same run: our ALS / BPR against
-``implicit`` called directly (same matrix, factors, iterations; time ratio; ALS four times in
+``implicit`` called directly (same matrix, factors, iterations; time ratio; each four times in
 the order ours, implicit, implicit, ours, wall and CPU seconds, ``--references`` picks which),
 our evaluation of every test user (ALS), and our evaluation against a naive per-user loop
 (time ratio, same metrics). Writes ``scale_curve.json``, ``scale_curve.md`` and log-log PNGs with the fitted
@@ -137,6 +137,10 @@ def worker_model(d: Path, label: str, eval_users: int, seed: int) -> dict:
         out.update(status="refused", message=str(e), rss_before_refusal=_peak_rss())
         return out
     out["fit_s"], out["fit_cpu_s"] = fit_s, time.process_time() - cpu
+    history = getattr(model, "history_", None)
+    if history:  # torch models: the first epoch's pass over the mini-batches, validation apart
+        out["epoch_s"] = history[0].get("train_seconds", history[0]["seconds"])
+        out["epochs_run"] = len(history)
     print(json.dumps({"fit_s": fit_s, "fit_cpu_s": out["fit_cpu_s"]}), file=sys.stderr,
           flush=True)
     cpu = time.process_time()
@@ -217,15 +221,28 @@ def worker_reference(d: Path, naive_users: int, seed: int, all_users: int = 0,
         out["als_max_factor_diff"] = float(np.abs(als.item_factors_ - refs[-1].item_factors).max())
     else:
         als.fit(train)
-    if "bpr" in which:
+    if "bpr" in which:  # the same four runs: ours, implicit, implicit, ours
         bpr = build_model("bpr")
-        out["bpr_ours_s"], _ = _timed(lambda: bpr.fit(train))
-        ref = BayesianPersonalizedRanking(factors=bpr.factors, learning_rate=bpr.learning_rate,
-                                          regularization=bpr.regularization,
-                                          iterations=bpr.iterations, random_state=bpr.random_state)
         y = train.csr()
-        out["bpr_implicit_s"], _ = _timed(lambda: ref.fit(y, show_progress=False))
+
+        def direct_bpr() -> None:
+            ref = BayesianPersonalizedRanking(
+                factors=bpr.factors, learning_rate=bpr.learning_rate,
+                regularization=bpr.regularization, iterations=bpr.iterations,
+                random_state=bpr.random_state)
+            ref.fit(y, show_progress=False)
+
+        runs = {"ours": [], "implicit": []}
+        for who in ("ours", "implicit", "implicit", "ours"):
+            runs[who].append(_timed((lambda: bpr.fit(train)) if who == "ours" else direct_bpr))
+        for who, key in (("ours", "bpr_ours"), ("implicit", "bpr_implicit")):
+            out[f"{key}_runs"] = runs[who]
+            out[f"{key}_s"] = float(np.mean([w for w, _ in runs[who]]))
+            out[f"{key}_cpu_s"] = float(np.mean([c for _, c in runs[who]]))
         out["bpr_ratio"] = out["bpr_ours_s"] / out["bpr_implicit_s"]
+        out["bpr_cpu_ratio"] = out["bpr_ours_cpu_s"] / out["bpr_implicit_cpu_s"]
+        out["bpr_min_ratio"] = (min(w for w, _ in runs["ours"])
+                                / min(w for w, _ in runs["implicit"]))
 
     every = _sample(split.test, all_users, seed + 2)  # every test user unless capped
     res = evaluate(als, every, dataset=None, beyond_accuracy=False)
@@ -259,6 +276,7 @@ def run_child(args: list[str], mem_gb: float, timeout: float) -> dict:
     def watch() -> None:
         while proc.poll() is None:
             rss = _rss_of(proc.pid)
+            killed["peak"] = max(killed.get("peak", 0), rss)
             if rss > mem_gb * GB:
                 killed["why"] = f"killed by the benchmark at {rss / GB:.1f} GB RSS (cap {mem_gb} GB)"
                 proc.kill()
@@ -274,10 +292,10 @@ def run_child(args: list[str], mem_gb: float, timeout: float) -> dict:
     stdout, stderr = proc.communicate()
     th.join()
     wall = time.perf_counter() - t
-    if killed:  # with what the child reported before (e.g. its fit seconds)
+    if "why" in killed:  # with what the child reported before (e.g. its fit seconds)
         done = [json.loads(ln) for ln in stderr.splitlines() if ln.startswith("{")]
         return {**(done[-1] if done else {}), "status": "killed", "message": killed["why"],
-                "wall_s": wall}
+                "peak_rss": killed.get("peak", 0), "wall_s": wall}
     lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {"status": "error", "message": stderr.strip().splitlines()[-1:] or ["?"],
@@ -303,17 +321,21 @@ def report(results: dict, out: Path) -> None:
 
     rows = results["rows"]
     md = ["# Scale curve", "", results["note"], "",
-          "| interactions | items | users | model | status | load s | fit s | eval s (users) "
-          "| peak RSS GB | NDCG@10 |", "|---|---|---|---|---|---|---|---|---|---|"]
+          "| interactions | items | users | model | status | load s | fit s | epoch s "
+          "| eval s (users) | peak RSS GB | NDCG@10 | load avg |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["model"].startswith("load-"):
             continue
         ok = r.get("status") == "ok"
         md.append(f"| {r['n']:,} | {r['m']:,} | {r.get('users', '')} | {r['model']} | "
                   f"{r.get('status')} | {r.get('load_s', float('nan')):.1f} | "
-                  + (f"{r['fit_s']:.1f} | {r['eval_s']:.1f} ({r['eval_users']:,}) | "
+                  + (f"{r['fit_s']:.1f} | {r['epoch_s']:.1f} | " if ok and "epoch_s" in r else
+                     f"{r['fit_s']:.1f} | - | " if ok else "- | - | ")
+                  + (f"{r['eval_s']:.1f} ({r['eval_users']:,}) | "
                      f"{r['peak_rss'] / GB:.2f} | {r['ndcg10']:.4f} |" if ok else
-                     f"- | - | {r.get('peak_rss', 0) / GB:.2f} | - |"))
+                     f"- | {r.get('peak_rss', 0) / GB:.2f} | - |")
+                  + (f" {r['loadavg']:.1f} |" if "loadavg" in r else " - |"))
     refusals = [r for r in rows if r.get("status") in ("refused", "killed", "error")]
     if refusals:
         md += ["", "Refusals and failures:", ""]
@@ -326,9 +348,9 @@ def report(results: dict, out: Path) -> None:
             md.append(f"| {r['n']:,} | {r['m']:,} | {r['model'][5:]} | {r['load_s']:.1f} | "
                       f"{r['peak_rss'] / GB:.2f} |")
     md += ["", "## Against the references (same data, same run)", "",
-           "ALS: mean wall s of two runs each (ours, implicit, implicit, ours); the ratio of "
-           "the CPU seconds and of the fastest runs are in the JSON (`als_cpu_ratio`, "
-           "`als_min_ratio`).", "",
+           "ALS and BPR: mean wall s of two runs each (ours, implicit, implicit, ours); the "
+           "ratios of the CPU seconds and of the fastest runs are in the JSON "
+           "(`als_cpu_ratio`, `als_min_ratio`, `bpr_cpu_ratio`, `bpr_min_ratio`).", "",
            "| interactions | ALS ours s | ALS implicit s | ratio | BPR ours s | BPR implicit s | "
            "ratio | eval all users: users, s, peak GB | ours vs naive loop: users, ours s, "
            "naive s, ratio, NDCG ours / naive |", "|---|---|---|---|---|---|---|---|---|"]
@@ -346,6 +368,8 @@ def report(results: dict, out: Path) -> None:
                   f"{ref['ours_s']:.2f}, {ref['naive_s']:.2f}, {ref['naive_ratio']:.1f}x, "
                   f"{ref['ours_ndcg10']:.4f} / {ref['naive_ndcg10']:.4f} |")
     md += ["", "## Growth exponents (slope of log cost on log interactions)", "",
+           "Fit is one epoch's pass over the mini-batches for the torch models (`epoch s`), the "
+           "whole fit for the others.", "",
            "| model | fit | eval per user | peak RSS | points |", "|---|---|---|---|---|"]
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, 3, figsize=(16, 5))
@@ -355,7 +379,8 @@ def report(results: dict, out: Path) -> None:
         if not pts:
             continue
         xs = [p[0] for p in pts]
-        curves = {"fit": [p[1].get("fit_s", p[1].get("load_s")) for p in pts],
+        curves = {"fit": [p[1].get("epoch_s", p[1].get("fit_s", p[1].get("load_s")))
+                          for p in pts],
                   "eval per user": [p[1]["eval_s"] / p[1]["eval_users"]
                                     if "eval_s" in p[1] else None for p in pts],
                   "peak RSS": [p[1]["peak_rss"] / GB for p in pts]}
@@ -376,6 +401,7 @@ def report(results: dict, out: Path) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "scale_curve.png", dpi=110)
+    plt.close(fig)
     results["exponents"] = exps
     (out / "scale_curve.md").write_text("\n".join(md) + "\n")
     (out / "scale_curve.json").write_text(json.dumps(results, indent=1, default=str))
@@ -440,7 +466,9 @@ def main() -> None:
     results = (json.loads(path.read_text()) if a.merge and path.is_file()
                else {"rows": [], "references": {}})
     results["note"] = (f"Synthetic logs (`m6rec.data.synthetic`, seed {a.seed}); {os.cpu_count()} "
-                       "CPU cores shared with other jobs (timings noisy upwards); evaluation = "
+                       "CPU cores (`load avg`: the machine's 1-minute load average as the "
+                       "measurement started; above the core count, other jobs shared them and "
+                       "the seconds are inflated); evaluation = "
                        f"full ranking of every item for {a.eval_users:,} sampled test users "
                        "(leave-one-out), seen items excluded; torch models 1 epoch; m6 with the "
                        "`hashing:64` text encoder.")
@@ -457,7 +485,9 @@ def main() -> None:
                 jobs = [(label, ["model", str(d), label, str(a.eval_users), str(a.seed)])]
             for name, args in jobs:
                 print(f"[{time.strftime('%H:%M:%S')}] {n:,} / {m:,}: {name} ...", flush=True)
+                load_avg = os.getloadavg()[0]
                 res = run_child(args, a.mem_gb, a.timeout)
+                res["loadavg"] = load_avg
                 print("   ", {k: v for k, v in res.items() if k != "params"}, flush=True)
                 if name == "reference":
                     results["references"][str(n)] = res

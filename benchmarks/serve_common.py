@@ -26,7 +26,8 @@ class Server:
     """`m6rec serve` as a child process on 127.0.0.1."""
 
     def __init__(self, model_dir: str, db: str, api_key: str = "bench-key", port: int | None = None,
-                 threads: int = 1, extra: list[str] | None = None):
+                 threads: int = 1, extra: list[str] | None = None,
+                 start_timeout: float = 300):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
@@ -36,7 +37,7 @@ class Server:
              "--port", str(self.port), "--api-key", api_key, *(extra or [])],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 300:
+        while time.monotonic() - t0 < start_timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(self.proc.stderr.read().decode()[-3000:])
             try:

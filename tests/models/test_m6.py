@@ -535,3 +535,46 @@ def test_user_vectors_of_grouped_variants_equal_the_full_encoder():
                                        {k: torch.as_tensor(v) for k, v in extras.items()})
     np.testing.assert_allclose(grouped, full[:, -1].numpy(), atol=1e-5)
     np.testing.assert_allclose(m.user_vectors(hist), grouped, atol=1e-5)
+
+
+@pytest.mark.parametrize("text_only", [False, True], ids=["ids", "text-only"])
+def test_sampled_step_on_the_rows_it_touches_equals_the_full_table_loss(text_only):
+    """The sampled softmax's step computes the item table only for the rows its batch reads
+    (the windows' and older items, the targets, the negatives): the loss and every gradient
+    equal those of `sampled_softmax_ce` over the full table, with the same negatives."""
+    from m6rec.models.sequential import sampled_step
+    from m6rec.train.losses import N_NEGATIVES, sampled_softmax_ce
+
+    ds = _cycle(n_items=30, length=14)
+    m = build_model("m6", **{**FAST, "epochs": 1, "max_len": 4, "long_term": 6},
+                    text_only=text_only, loss="sampled").fit(ds)
+    x, y, mk, ex = (torch.as_tensor(a) if not isinstance(a, dict)
+                    else {k: torch.as_tensor(v) for k, v in a.items()}
+                    for a in m.training_windows(ds.histories()))
+    assert "older" in ex and (ex["older"] >= 0).any()
+    mod = m.module_
+    mod.eval()  # no dropout: the two computations see the same tables
+    only = torch.as_tensor(m._softmax_items()) if m._softmax_items() is not None else None
+    pool = len(only) if only is not None else ds.n_items
+
+    def grads(loss):
+        mod.zero_grad()
+        loss.backward()
+        return float(loss.detach()), {k: p.grad.clone() for k, p in mod.named_parameters()
+                             if p.grad is not None}
+
+    sel = mk
+    got = grads(sampled_step(mod, ds.n_items, x, sel, ex, y[sel], only,
+                             torch.Generator().manual_seed(3)))
+    neg = torch.randint(0, pool, (N_NEGATIVES,), generator=torch.Generator().manual_seed(3))
+    table, target = mod.item_table(), y[sel]
+    if only is not None:
+        into = torch.full((ds.n_items + 1,), -1, dtype=torch.int64)
+        into[only] = torch.arange(len(only))
+        table, target = table[only], into[target]
+    want = grads(sampled_softmax_ce(mod.encode(x, sel, ex)[sel], target, table,
+                                    negatives=neg))
+    assert got[0] == pytest.approx(want[0], rel=1e-5)
+    assert got[1].keys() == want[1].keys() and got[1]
+    for k in want[1]:
+        torch.testing.assert_close(got[1][k], want[1][k], rtol=1e-4, atol=1e-6)

@@ -104,3 +104,21 @@ def test_large_catalogue_gets_a_topk_teacher_without_n_squared_memory(caplog):
     others = np.setdiff1d(np.arange(n), popular)
     assert float(p[:, torch.as_tensor(others)].abs().sum()) == 0.0  # only listed items
     assert int((p > 0).sum(1).max()) <= teacher.TOPK * (5 + 4)
+
+
+def test_sparse_sum_of_the_older_rows_equals_the_dense_matmul(monkeypatch):
+    """Beyond `SPARSE_FROM` items the dense teacher sums the older items' rows by a sparse
+    matmul: the same distribution as the dense product's (float32 rounding only), repeated
+    older items counted as often as they occur."""
+    ds = _data(4000, 60)
+    n = ds.n_items
+    dense = fit_teacher(ds)
+    items, mask, older, rows = _windows(n, np.random.default_rng(2), c=9)
+    older[0, :3] = older[0, 3]  # one item four times
+    want = ease_teacher(dense, items, mask, older, rows, 0.3)
+    monkeypatch.setattr(teacher, "SPARSE_FROM", 1)
+    got = ease_teacher(dense, items, mask, older, rows, 0.3)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    o = torch.where(older >= 0, older, n)
+    by_hand = dense[o].sum(1)
+    torch.testing.assert_close(teacher._older_sum(dense, o, n), by_hand, rtol=1e-5, atol=1e-6)

@@ -131,6 +131,7 @@ class SequentialRecommender(Recommender):
 
         with seeded(self.random_state, device) as gen:
             self.module_ = module = self.build_module().to(device)
+            rows_only = getattr(module, "item_rows", False)
             opt = torch.optim.Adam(module.parameters(), lr=self.lr)
             begin_step = getattr(module, "begin_step", None)
 
@@ -140,6 +141,9 @@ class SequentialRecommender(Recommender):
                 if begin_step is not None:  # e.g. re-encode this step's item texts with grads
                     begin_step(torch.cat([xi[sel], y[idx][sel]]), gen)
                 exi = {k: v[idx] for k, v in ex.items()}
+                if kind != "ce" and rows_only:
+                    return sampled_step(module, self.n_items_, xi, sel, exi, y[idx][sel], only,
+                                        gen)
                 h = module.encode(xi, sel, exi)[sel]
                 table, target = module.item_table(), y[idx][sel]
                 if only is not None:
@@ -378,3 +382,38 @@ def _require(model: Any, ints: dict[str, int], positive: tuple[str, ...] = (),
     for key in non_negative:
         if not getattr(model, key) >= 0:
             raise ValueError(f"{key} must be >= 0, got {getattr(model, key)!r}")
+
+
+def sampled_step(module: Any, n: int, items: Any, sel: Any, extras: dict, target: Any,
+                 only: Any, generator: Any) -> Any:
+    """One sampled-softmax step of a module whose ``item_table(rows)`` computes only those
+    rows: the inputs' table holds the items of the windows (and their ``older`` items), the
+    output table the batch's targets and the negatives (drawn uniformly from ``only``, or from
+    the catalogue), so a step costs what its batch touches, not the catalogue's size. The same
+    loss as `m6rec.train.losses.sampled_softmax_ce` over the full table (the input and output
+    tables are computed apart, as two ``item_table()`` calls are)."""
+    import torch
+
+    from m6rec.train.losses import N_NEGATIVES, sampled_softmax_ce
+
+    pool = len(only) if only is not None else n
+    neg = torch.randint(0, pool, (N_NEGATIVES,), generator=generator).to(target.device)
+    if only is not None:
+        neg = only[neg]
+    older = extras.get("older")
+    seen = [items[items < n]] + ([older[older >= 0]] if older is not None else [])
+    rows_in = torch.unique(torch.cat(seen))
+
+    def into(rows: torch.Tensor, t: torch.Tensor, pad: int) -> torch.Tensor:
+        real = (t >= 0) & (t < n)
+        pos = torch.searchsorted(rows, t.clamp(0, n - 1))
+        return torch.where(real, pos, torch.full_like(t, pad))
+
+    ex = dict(extras)
+    if older is not None:
+        ex["older"] = into(rows_in, older, -1)
+    h = module.encode(into(rows_in, items, len(rows_in)), sel, ex,
+                      table=module.item_table(rows_in))[sel]
+    rows_out, inv = torch.unique(torch.cat([target, neg]), return_inverse=True)
+    return sampled_softmax_ce(h, inv[:len(target)], module.item_table(rows_out),
+                              negatives=inv[len(target):])

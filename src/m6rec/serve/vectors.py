@@ -16,6 +16,7 @@ scale already and is served ``raw``.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,10 @@ class VectorScorer:
         self.table = torch.as_tensor(table)  # what the user encoder reads (posted rows too)
         self._posted = np.zeros((max(16, len(posted)), base.shape[1]), np.float32)
         self._posted[: len(posted)] = posted
-        self.sim_index = build_index(_units(table), kind=index, threshold=faiss_threshold)
+        # the item-to-item index, built on the first ``similar`` request (at a large catalogue
+        # an ANN build takes minutes: start-up does not wait for it)
+        self._sim: Any = None
+        self._sim_lock = threading.Lock()
         self.version = 0  # +1 when an item's vector changes
         self.calibrated = (new_items == "calibrated" and self.text
                            and catalogue.lm is not None and has_id_part(model))
@@ -132,14 +136,19 @@ class VectorScorer:
         if p >= len(self._posted):
             self._posted = np.concatenate([self._posted, np.zeros_like(self._posted)])
         self._posted[p] = vec
-        self.table = torch.cat([self.table, torch.as_tensor(vec, dtype=torch.float32)[None]])
-        self.sim_index.add(_units(vec[None]))
+        with self._sim_lock:
+            self.table = torch.cat([self.table, torch.as_tensor(vec, dtype=torch.float32)[None]])
+            if self._sim is not None:
+                self._sim.add(_units(vec[None]))
 
     def update(self, pos: int, vec: np.ndarray, lm: np.ndarray | None = None) -> None:
         """Replace an item's vector (and, in the calibration's reference, its LM encoding)."""
         import torch
 
-        self.table[pos] = torch.as_tensor(vec, dtype=torch.float32)
+        with self._sim_lock:
+            self.table[pos] = torch.as_tensor(vec, dtype=torch.float32)
+            if self._sim is not None:
+                self._sim.update(pos, _units(vec[None])[0])
         if pos < self.n_base:
             self.index.update(pos, vec)
             if self.calibrated:
@@ -150,8 +159,17 @@ class VectorScorer:
                         self._ref_lm[at] = lm
         else:
             self._posted[pos - self.n_base] = vec
-        self.sim_index.update(pos, _units(vec[None])[0])
         self.version += 1
+
+    @property
+    def sim_index(self) -> Any:
+        """The index of the unit item vectors (posted items too), built on first use."""
+        if self._sim is None:
+            with self._sim_lock:
+                if self._sim is None:
+                    self._sim = build_index(_units(self.table.numpy()), kind=self._index_kind,
+                                            threshold=self._faiss_threshold)
+        return self._sim
 
     def vectors(self, idx: np.ndarray) -> np.ndarray:
         return self.table.numpy()[np.asarray(idx, np.int64)]

@@ -156,7 +156,8 @@ def train_epochs(module: nn.Module, optimizer: torch.optim.Optimizer,
     Returns
     -------
     TrainResult; ``history`` has one dict per epoch with ``epoch`` (1-based), ``loss`` (mean over
-    mini-batches), ``seconds`` and, when validated, ``valid_<metric>``.
+    mini-batches), ``train_seconds`` (the pass over the mini-batches), ``seconds`` (the epoch with
+    its validation) and, when validated, ``valid_<metric>``.
     """
     result = TrainResult()
     parallel = _PARALLEL.get()
@@ -191,7 +192,8 @@ def train_epochs(module: nn.Module, optimizer: torch.optim.Optimizer,
                 total += float(loss.detach())
             if parallel is not None:
                 total = parallel.mean(total)
-            record: dict[str, Any] = {"epoch": epoch, "loss": total / n_batches}
+            record: dict[str, Any] = {"epoch": epoch, "loss": total / n_batches,
+                                      "train_seconds": time.perf_counter() - t0}
             stop = False
             if stopper is not None and (epoch % eval_every == 0 or epoch == epochs):
                 module.eval()

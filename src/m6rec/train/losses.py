@@ -111,13 +111,15 @@ class _FullSoftmaxCE(torch.autograd.Function):
 
 def sampled_softmax_ce(hidden: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor,
                        n_negatives: int = 256, temperature: float = 1.0,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+                       generator: torch.Generator | None = None,
+                       negatives: torch.Tensor | None = None) -> torch.Tensor:
     """Mean InfoNCE of ``hidden`` [N, d] with candidates = the unique ``targets`` of the batch
     plus ``n_negatives`` uniform draws from ``item_table`` [n_items, d] (``generator`` on the
-    CPU)."""
+    CPU), or the rows ``negatives`` of the table drawn by the caller."""
     n_items = item_table.shape[0]
     uniq, label = torch.unique(targets, return_inverse=True)
-    neg = torch.randint(0, n_items, (int(n_negatives),), generator=generator).to(targets.device)
+    neg = negatives if negatives is not None else torch.randint(
+        0, n_items, (int(n_negatives),), generator=generator).to(targets.device)
     cand = torch.cat([uniq, neg])
     logits = (hidden @ item_table[cand].T) / temperature
     hit = neg[None, :] == targets[:, None]  # a uniform draw that is this row's positive

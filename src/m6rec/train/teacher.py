@@ -37,6 +37,8 @@ TEMPERATURE = 0.05
 REG = 250.0
 #: older items (before the training window) the teacher reads, at least
 CONTEXT = 200
+#: from this many items the dense teacher sums the older items' rows by a sparse matmul
+SPARSE_FROM = 4096
 #: weights kept per item by the top-k teacher
 TOPK = 128
 #: cap (GB) on the teacher's fit; the budget is the smaller of this and the available memory
@@ -140,6 +142,25 @@ def topk_from_dense(weights: np.ndarray, kept: np.ndarray | None, n_items: int, 
                 value=torch.as_tensor(value, device=device), n_items=n_items)
 
 
+def _older_sum(weights: torch.Tensor, older: torch.Tensor, n: int) -> torch.Tensor:
+    """``[B, n]``: the sum of the dense teacher's rows ``weights[older]`` per row of ``older``
+    [B, C] (pads = ``n``, the zero row): a matmul of the item counts, dense up to
+    `SPARSE_FROM` items, sparse beyond (a row lists at most C items; the dense product costs
+    ``B n^2`` and dominated a step at 10^4 items)."""
+    if n < SPARSE_FROM:
+        counts = torch.zeros(len(older), n + 1, device=older.device, dtype=weights.dtype)
+        counts.scatter_add_(1, older, torch.ones(older.shape, device=older.device,
+                                                 dtype=weights.dtype))
+        return counts @ weights
+    real = older < n
+    b = torch.arange(len(older), device=older.device)[:, None].expand_as(older)[real]
+    counts = torch.sparse_coo_tensor(
+        torch.stack([b, older[real]]), torch.ones(len(b), device=older.device,
+                                                  dtype=weights.dtype),
+        (len(older), n + 1), check_invariants=False).coalesce()
+    return torch.sparse.mm(counts, weights)
+
+
 def ease_teacher(weights: torch.Tensor | TopK, items: torch.Tensor, mask: torch.Tensor,
                  older: torch.Tensor | None, rows: torch.Tensor, scale: float,
                  temperature: float = TEMPERATURE) -> torch.Tensor:
@@ -168,10 +189,7 @@ def ease_teacher(weights: torch.Tensor | TopK, items: torch.Tensor, mask: torch.
                 s = s.scatter_add_(1, idx, weights.value[weights.row[o]].flatten(1))
                 listed.scatter_(1, idx, True)
             else:  # the older items' rows, summed by a matmul of their counts
-                counts = torch.zeros(len(o), n + 1, device=o.device, dtype=weights.dtype)
-                counts.scatter_add_(1, o, torch.ones(o.shape, device=o.device,
-                                                     dtype=weights.dtype))
-                s = counts @ weights
+                s = _older_sum(weights, o, n)
         steps = []  # s_t = s_{t-1} + B[r_t]; pads (left) leave s as it is
         for j in range(r.shape[1]):
             if top:

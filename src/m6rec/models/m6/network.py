@@ -38,6 +38,9 @@ TEXT_MATCH_SCALE = 20.0
 
 
 class M6Module(nn.Module):
+    #: ``item_table(rows)`` computes only those rows, and ``encode(..., table=)`` reads them
+    #: (`m6rec.models.sequential`: the sampled softmax's steps cost what the batch touches)
+    item_rows = True
     """The ``m6`` network (see the module docstring); built by `M6.build_module`."""
 
     def __init__(self, item_text: np.ndarray, profile_text: np.ndarray, item_seen: np.ndarray,
@@ -132,11 +135,14 @@ class M6Module(nn.Module):
         adapter's output, with the LM vector itself appended under ``text_match``."""
         return self._with_lm(self._adapted(text), text)
 
-    def item_table(self) -> torch.Tensor:
+    def item_table(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """The vectors scored against [n_items, hidden] ([n_items, hidden + D] with
-        ``text_match``: the frozen LM vector appended)."""
+        ``text_match``: the frozen LM vector appended); ``rows`` (int64 [R]): those items' rows
+        only, computed for them alone (a training step of the sampled softmax)."""
         text = self._text()
-        return self._with_lm(self._learned_table(text), text)
+        if rows is not None:
+            text = text[rows]
+        return self._with_lm(self._learned_table(text, rows), text)
 
     def _adapted(self, text: torch.Tensor) -> torch.Tensor:
         return self.adapter(text) + self.skip(text)
@@ -144,22 +150,26 @@ class M6Module(nn.Module):
     def _with_lm(self, v: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return torch.cat([v, text], dim=1) if self.text_match else v
 
-    def _learned_table(self, text: torch.Tensor) -> torch.Tensor:
-        v = self._text_id_table(text)
+    def _learned_table(self, text: torch.Tensor, rows: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+        v = self._text_id_table(text, rows)
         if not self.item_feats.shape[1]:
             return v
-        f = self.feat_proj(self.item_feats)
+        feats, on = ((self.item_feats, self.feat_mask) if rows is None
+                     else (self.item_feats[rows], self.feat_mask[rows]))
+        f = self.feat_proj(feats)
         h = torch.sigmoid(self.feat_gate(torch.cat([v, f], dim=1)))
-        return v + h * f * self.feat_mask[:, None]
+        return v + h * f * on[:, None]
 
-    def _text_id_table(self, text: torch.Tensor) -> torch.Tensor:
+    def _text_id_table(self, text: torch.Tensor, rows: torch.Tensor | None = None
+                       ) -> torch.Tensor:
         t = self._adapted(text)
         if self.text_only or len(self.item_seen) != self.id_emb.num_embeddings:
             return t  # text only, or a catalogue read as text only (`M6.bind`)
-        keep = self.item_seen
+        keep = self.item_seen if rows is None else self.item_seen[rows]
         if self.training and self.id_dropout > 0:
             keep = keep & (torch.rand(len(keep), device=keep.device) >= self.id_dropout)
-        e = self.id_emb.weight * keep[:, None]
+        e = (self.id_emb.weight if rows is None else self.id_emb(rows)) * keep[:, None]
         g = torch.sigmoid(self.gate(torch.cat([t, e], dim=1)))
         return t + g * e
 
