@@ -440,7 +440,8 @@ def main() -> None:
             merged["references"].update(part["references"])
             merged["note"] = part["note"]
         merged["rows"].sort(key=lambda r: (r["model"], r["n"]))
-        merged["note"] += f" Merged from {len(a.combine)} runs made side by side on this machine."
+        merged["note"] += (f" Merged from {len(a.combine)} runs ({', '.join(map(str, a.combine))}); "
+                           "the `load avg` column says how busy the machine was.")
         a.out.mkdir(parents=True, exist_ok=True)
         report(merged, a.out)
         return

@@ -190,17 +190,20 @@ def ease_teacher(weights: torch.Tensor | TopK, items: torch.Tensor, mask: torch.
                 listed.scatter_(1, idx, True)
             else:  # the older items' rows, summed by a matmul of their counts
                 s = _older_sum(weights, o, n)
-        steps = []  # s_t = s_{t-1} + B[r_t]; pads (left) leave s as it is
-        for j in range(r.shape[1]):
-            if top:
+        # s_t = s_{t-1} + B[r_t]; pads (left) add nothing
+        if top:
+            steps = []
+            for j in range(r.shape[1]):
                 rr = weights.row[r[:, j]]  # in place: each step keeps a masked copy
                 s.scatter_add_(1, weights.index[rr], weights.value[rr])
                 listed.scatter_(1, weights.index[rr], True)
                 steps.append(s.masked_fill(~listed, float("-inf"))[:, :n])
-            else:
-                s = torch.where(mask[:, j, None], s + weights[r[:, j]], s)
-                steps.append(s)
-        score = torch.stack(steps, 1)
+            score = torch.stack(steps, 1)
+        else:  # one gather (a pad reads the zero row), then a running sum in place, in order
+            score = weights[r]
+            score[:, 0] += s
+            for j in range(1, r.shape[1]):
+                score[:, j] += score[:, j - 1]
         b, t = rows.nonzero(as_tuple=True)
         # each kept row's history, as indices to blank; pads and later items point at the
         # row's own item, which is real and in the history anyway
