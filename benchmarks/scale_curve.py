@@ -329,7 +329,8 @@ def report(results: dict, out: Path) -> None:
             continue
         ok = r.get("status") == "ok"
         md.append(f"| {r['n']:,} | {r['m']:,} | {r.get('users', '')} | {r['model']} | "
-                  f"{r.get('status')} | {r.get('load_s', float('nan')):.1f} | "
+                  f"{r.get('status')} | "
+                  + (f"{r['load_s']:.1f} | " if "load_s" in r else "- | ")
                   + (f"{r['fit_s']:.1f} | {r['epoch_s']:.1f} | " if ok and "epoch_s" in r else
                      f"{r['fit_s']:.1f} | - | " if ok else "- | - | ")
                   + (f"{r['eval_s']:.1f} ({r['eval_users']:,}) | "
@@ -374,7 +375,8 @@ def report(results: dict, out: Path) -> None:
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, 3, figsize=(16, 5))
     exps = {}
-    for mdl in models:
+    colours = plt.get_cmap("tab20").colors
+    for i, mdl in enumerate(models):
         pts = sorted((r["n"], r) for r in rows if r["model"] == mdl and r.get("status") == "ok")
         if not pts:
             continue
@@ -392,7 +394,8 @@ def report(results: dict, out: Path) -> None:
             good = [(x, y) for x, y in zip(xs, ys, strict=True) if y]
             if good:
                 lab = f"{mdl} ({e[k]:.2f})" if e[k] is not None else mdl
-                ax.loglog(*zip(*good, strict=True), marker="o", label=lab)
+                ax.loglog(*zip(*good, strict=True), marker="osD^v<>"[i % 7], label=lab,
+                          color=colours[(2 * i) % 20 + (2 * i) // 20 % 2])
     for ax, (k, unit) in zip(axes, [("fit", "s"), ("eval per user", "s"), ("peak RSS", "GB")],
                              strict=True):
         ax.set_xlabel("interactions")

@@ -54,3 +54,49 @@ def test_bad_method_and_pq_shape(vecs):
         build_index(vecs, kind="ivfpq", pq_m=5)
     with pytest.raises(ValueError, match="needs vectors"):
         build_index(np.zeros((0, 16), np.float32), kind="ivf")
+
+
+def test_hnsw_graph_cache_loads_the_same_index_and_rebuilds_a_bad_file(tmp_path, vecs, caplog):
+    """``cache_dir``: the first build writes the graph under a hash of the vectors and the
+    settings; the same vectors load it (same answers, no build), other vectors or settings get
+    their own file, and a torn file is rebuilt with a warning."""
+    import faiss
+
+    from m6rec.index import faiss_index
+
+    q = vecs[:20] + 0.01
+    built = build_index(vecs, kind="hnsw", cache_dir=tmp_path)
+    files = list(tmp_path.glob("*.faiss"))
+    assert len(files) == 1
+    real = faiss.IndexHNSWFlat
+    calls = []
+
+    def counting(*a):
+        calls.append(a)
+        return real(*a)
+
+    faiss.IndexHNSWFlat = counting
+    try:
+        loaded = build_index(vecs, kind="hnsw", cache_dir=tmp_path)
+        assert not calls  # read from the file, not built
+        for a, b in zip(built.search(q, 10), loaded.search(q, 10), strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(loaded.vectors(np.arange(5)), vecs[:5])
+        loaded.add(vecs[:1] * 2)  # a cached index grows like a built one
+        assert len(loaded) == len(vecs) + 1
+        build_index(vecs[1:], kind="hnsw", cache_dir=tmp_path)
+        build_index(vecs, kind="hnsw", cache_dir=tmp_path, m=16)
+        assert len(calls) == 2 and len(list(tmp_path.glob("*.faiss"))) == 3
+    finally:
+        faiss.IndexHNSWFlat = real
+    files[0].write_bytes(b"torn")
+    with caplog.at_level("WARNING", logger="m6rec.index"):
+        again = build_index(vecs, kind="hnsw", cache_dir=tmp_path)
+    assert any("does not load" in r.getMessage() for r in caplog.records)
+    for a, b in zip(built.search(q, 10), again.search(q, 10), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert faiss.read_index(str(files[0])).ntotal == len(vecs)  # rewritten whole
+    for i in range(faiss_index.CACHE_KEEP + 2):  # the folder keeps only the newest graphs
+        build_index(vecs[i + 2:], kind="hnsw", cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.faiss"))) == faiss_index.CACHE_KEEP
+    assert build_index(vecs, kind="exact", cache_dir=tmp_path).kind == "exact"

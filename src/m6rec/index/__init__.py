@@ -23,7 +23,8 @@ def build_index(vectors: np.ndarray, kind: str = "auto",
     """``kind``: ``auto`` (exact below ``threshold`` rows, FAISS HNSW from there), ``exact``,
     ``faiss`` / ``hnsw`` (FAISS HNSW), ``ivf`` (FAISS IVF-Flat) or ``ivfpq`` (FAISS IVF-PQ with
     exact re-ranking); a ``faiss-`` prefix is accepted. ``params`` go to
-    `m6rec.index.faiss_index.FaissIndex` (e.g. ``ef_search``, ``nprobe``)."""
+    `m6rec.index.faiss_index.FaissIndex` (e.g. ``ef_search``, ``nprobe``; ``cache_dir`` keeps
+    a built HNSW graph on disk and is ignored by the other kinds)."""
     if kind == "auto":
         kind = "faiss" if len(vectors) >= threshold else "exact"
     if kind == "exact":
@@ -33,6 +34,8 @@ def build_index(vectors: np.ndarray, kind: str = "auto",
     if method in ("hnsw", "ivf", "ivfpq"):
         from m6rec.index.faiss_index import FaissIndex
 
+        if method != "hnsw":
+            params.pop("cache_dir", None)
         return FaissIndex(vectors, method=method, **params)
     raise ValueError(f"index kind {kind!r}: choose from {', '.join(KINDS)}")
 

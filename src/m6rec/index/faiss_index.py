@@ -14,13 +14,18 @@ best candidates exactly against a float32 copy of the vectors, which ``vectors``
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 import threading
+from pathlib import Path
 
 import numpy as np
 
 from m6rec.index.base import as_matrix
 
 METHODS = ("hnsw", "ivf", "ivfpq")
+log = logging.getLogger("m6rec.index")
 
 
 class _Grow:
@@ -43,6 +48,47 @@ class _Grow:
     @property
     def view(self) -> np.ndarray:
         return self.buf[: self.n]
+
+
+#: built HNSW graphs a cache folder keeps (the newest by modification time)
+CACHE_KEEP = 4
+
+
+def _cache_path(folder: Path, v: np.ndarray, settings: str) -> Path:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{settings} {v.shape}".encode())
+    h.update(np.ascontiguousarray(v, np.float32).data)
+    return folder / f"{h.hexdigest()}.faiss"
+
+
+def _read_cached(faiss, path: Path, n: int, d: int):
+    """The graph at ``path`` if it loads and holds ``n`` rows of dimension ``d``, else None."""
+    if not path.is_file():
+        return None
+    try:
+        index = faiss.read_index(str(path))
+    except Exception as e:  # noqa: BLE001 - a torn or foreign file: rebuild it
+        log.warning("index cache %s does not load (%s): rebuilding it", path.name, e)
+        return None
+    if not hasattr(index, "hnsw") or index.ntotal != n or index.d != d:
+        log.warning("index cache %s does not match the vectors: rebuilding it", path.name)
+        return None
+    os.utime(path)  # recently used: kept by the pruning below
+    return index
+
+
+def _write_cached(faiss, index, path: Path) -> None:
+    """Write atomically (temporary file, then rename), then keep the `CACHE_KEEP` newest."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, path)
+        files = sorted(path.parent.glob("*.faiss"), key=lambda p: p.stat().st_mtime)
+        for old in files[:-CACHE_KEEP]:
+            old.unlink(missing_ok=True)
+    except OSError as e:  # a read-only or full disk costs the next start a rebuild, no more
+        log.warning("index cache not written (%s)", e)
 
 
 class FaissIndex:
@@ -71,12 +117,17 @@ class FaissIndex:
         IVF-PQ re-ranks ``refine * k`` candidates with the exact vectors.
     threads : int, optional
         FAISS OpenMP threads for build and search (default: FAISS's own choice).
+    cache_dir : path, optional
+        HNSW only: keep the built graph in this folder, under a hash of the vectors and the
+        build settings, and load it from there when the same vectors come again (a restart
+        at 10^6 items reads it in seconds instead of building for minutes). A file that does
+        not load or does not match is rebuilt; the folder keeps the `CACHE_KEEP` newest files.
     """
 
     def __init__(self, vectors: np.ndarray, method: str = "hnsw", m: int = 32,
                  ef_search: int | None = None, ef_construction: int = 80, nlist: int | None = None,
                  nprobe: int = 32, pq_m: int | None = None, refine: int = 10,
-                 threads: int | None = None):
+                 threads: int | None = None, cache_dir: str | Path | None = None):
         import faiss
 
         if method not in METHODS:
@@ -90,8 +141,12 @@ class FaissIndex:
         self.kind = f"faiss-{method}"
         self.refine = int(refine)
         ip = faiss.METRIC_INNER_PRODUCT
+        cached = path = None
         if method == "hnsw":
-            index = faiss.IndexHNSWFlat(d, m, ip)
+            path = (None if cache_dir is None or n == 0
+                    else _cache_path(Path(cache_dir), v, f"hnsw m={m} efc={ef_construction}"))
+            cached = _read_cached(faiss, path, n, d) if path is not None else None
+            index = cached if cached is not None else faiss.IndexHNSWFlat(d, m, ip)
             index.hnsw.efConstruction = ef_construction
             index.hnsw.efSearch = int(ef_search or (384 if n >= 500_000 else 256))
         else:
@@ -118,7 +173,13 @@ class FaissIndex:
         self._live = _Grow((), np.int64)  # row -> current faiss id
         self._vecs = _Grow((d,), np.float32) if method == "ivfpq" else None
         self._n_stale = 0
-        self.add(v)
+        if cached is None:
+            self.add(v)
+            if method == "hnsw" and path is not None:
+                _write_cached(faiss, index, path)
+        else:  # the graph already holds the rows, in order
+            self._rows.append(np.arange(n, dtype=np.int64))
+            self._live.append(np.arange(n, dtype=np.int64))
 
     def __len__(self) -> int:
         return self._live.n

@@ -185,7 +185,10 @@ class Engine:
     def _scorer_for(source: Source, model: Any, catalogue: Catalogue):
         o = source.options
         if is_vector_model(model):
-            return VectorScorer(model, catalogue, o.index, o.faiss_threshold, o.new_items)
+            from m6rec.config import Settings
+
+            return VectorScorer(model, catalogue, o.index, o.faiss_threshold, o.new_items,
+                                index_cache=Settings().cache_dir / "indexes")
         return DenseScorer(model, source.dataset)
 
     def _assemble(self, source: Source, model: Any, catalogue: Catalogue, scorer: Any,

@@ -17,6 +17,7 @@ scale already and is served ``raw``.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,10 +58,13 @@ class VectorScorer:
         encodings; text models only)
     index, faiss_threshold : see `m6rec.index.build_index` (the catalogue's items)
     new_items : ``calibrated`` or ``raw``, how posted items are scored (module docstring)
+    index_cache : folder that keeps the built HNSW graph of the catalogue (the service's
+        start-up; updated models are not cached)
     """
 
     def __init__(self, model: Any, catalogue: Any, index: str = "auto",
-                 faiss_threshold: int = 50_000, new_items: str = "calibrated") -> None:
+                 faiss_threshold: int = 50_000, new_items: str = "calibrated",
+                 index_cache: str | Path | None = None) -> None:
         import torch
 
         if new_items not in NEW_ITEM_MODES:
@@ -76,7 +80,8 @@ class VectorScorer:
         module.eval()
         with torch.inference_mode():
             base = module.item_table().float().cpu().numpy()
-        self.index = build_index(base, kind=index, threshold=faiss_threshold)
+        self.index = build_index(base, kind=index, threshold=faiss_threshold,
+                                 cache_dir=index_cache)
         posted = (self.text_vectors(catalogue.posted_lm()) if self.text
                   and len(catalogue) > self.n_base else np.zeros((0, base.shape[1]), np.float32))
         table = np.concatenate([base, posted])
