@@ -578,3 +578,26 @@ def test_sampled_step_on_the_rows_it_touches_equals_the_full_table_loss(text_onl
     assert got[1].keys() == want[1].keys() and got[1]
     for k in want[1]:
         torch.testing.assert_close(got[1][k], want[1][k], rtol=1e-4, atol=1e-6)
+
+
+def test_user_vectors_over_a_large_table_read_only_the_history_rows():
+    """With an item table given (the service's, posted items included), the user vectors are
+    computed from the rows the histories read (their window and older items): the same vectors
+    as the encoder over the whole table, an empty history included."""
+    ds = _cycle(n_items=30, length=14)
+    m = build_model("m6", **{**FAST, "epochs": 1, "max_len": 4, "long_term": 6}).fit(ds)
+    mod = m.module_
+    mod.eval()
+    with torch.no_grad():
+        base = mod.item_table()
+        table = torch.cat([base, base[:5] * 0.5 + 0.1])  # five posted items past the catalogue
+    rows = [[3, 4, 5, 6, 7, 8, 9, 31], [1, 2], [], [30, 34, 0, 29]]
+    h = Histories.from_lists(rows)
+    got = m.user_vectors(h, item_table=table.numpy())
+    x, mk, ex = m.model_inputs(h)
+    x = np.where(mk, x, len(table))
+    with torch.no_grad():
+        want = mod.encode_last(torch.as_tensor(x), torch.as_tensor(mk),
+                               {k: torch.as_tensor(v) for k, v in ex.items()}, table)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-6)
+    assert "older" in ex and (ex["older"][0] >= 0).any()

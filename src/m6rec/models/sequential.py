@@ -224,6 +224,10 @@ class SequentialRecommender(Recommender):
         if self.padding_side == "left" and hasattr(module, "encode_last"):
             table = None if item_table is None else torch.as_tensor(item_table, device=device)
             g = None if groups is None else torch.as_tensor(np.asarray(groups), device=device)
+            if table is not None and getattr(module, "item_rows", False):
+                # only the rows the histories read: a request costs its history, not the
+                # catalogue (the service's table has every item, posted ones too)
+                x, ex, table = _rows_read(x, ex, table)
             return module.encode_last(x, m, ex, table, g)
         if item_table is None:
             h = module.encode(x, m, ex)
@@ -384,6 +388,30 @@ def _require(model: Any, ints: dict[str, int], positive: tuple[str, ...] = (),
             raise ValueError(f"{key} must be >= 0, got {getattr(model, key)!r}")
 
 
+def _into(rows: Any, t: Any, n: int, pad: int) -> Any:
+    """Indices ``t`` into the catalogue (real: 0 <= t < n) as positions in the sorted ``rows``;
+    anything else becomes ``pad``."""
+    import torch
+
+    real = (t >= 0) & (t < n)
+    return torch.where(real, torch.searchsorted(rows, t.clamp(0, n - 1)), torch.full_like(t, pad))
+
+
+def _rows_read(items: Any, extras: dict, table: Any) -> tuple[Any, dict, Any]:
+    """Windows ``items`` (pads = ``len(table)``) and their ``older`` extras re-indexed into the
+    rows of ``table`` they read, and those rows: the same inputs for an encoder."""
+    import torch
+
+    n = len(table)
+    older = extras.get("older")
+    seen = [items[items < n]] + ([older[older >= 0]] if older is not None else [])
+    rows = torch.unique(torch.cat(seen))
+    ex = dict(extras)
+    if older is not None:
+        ex["older"] = _into(rows, older, n, -1)
+    return _into(rows, items, n, len(rows)), ex, table[rows]
+
+
 def sampled_step(module: Any, n: int, items: Any, sel: Any, extras: dict, target: Any,
                  only: Any, generator: Any) -> Any:
     """One sampled-softmax step of a module whose ``item_table(rows)`` computes only those
@@ -403,16 +431,10 @@ def sampled_step(module: Any, n: int, items: Any, sel: Any, extras: dict, target
     older = extras.get("older")
     seen = [items[items < n]] + ([older[older >= 0]] if older is not None else [])
     rows_in = torch.unique(torch.cat(seen))
-
-    def into(rows: torch.Tensor, t: torch.Tensor, pad: int) -> torch.Tensor:
-        real = (t >= 0) & (t < n)
-        pos = torch.searchsorted(rows, t.clamp(0, n - 1))
-        return torch.where(real, pos, torch.full_like(t, pad))
-
     ex = dict(extras)
     if older is not None:
-        ex["older"] = into(rows_in, older, -1)
-    h = module.encode(into(rows_in, items, len(rows_in)), sel, ex,
+        ex["older"] = _into(rows_in, older, n, -1)
+    h = module.encode(_into(rows_in, items, n, len(rows_in)), sel, ex,
                       table=module.item_table(rows_in))[sel]
     rows_out, inv = torch.unique(torch.cat([target, neg]), return_inverse=True)
     return sampled_softmax_ce(h, inv[:len(target)], module.item_table(rows_out),
