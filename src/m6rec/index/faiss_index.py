@@ -142,11 +142,18 @@ class FaissIndex:
         self.refine = int(refine)
         ip = faiss.METRIC_INNER_PRODUCT
         cached = path = None
+        self._d = d
+        # HNSW: inner product as a search on the unit sphere (`_lift`): the largest norm,
+        # from which every row gets one extra coordinate
+        self._scale = None
+        if method == "hnsw":
+            top = float(np.sqrt((v.astype(np.float64) ** 2).sum(1).max())) if n else 0.0
+            self._scale = top if top > 0 else 1.0
         if method == "hnsw":
             path = (None if cache_dir is None or n == 0
-                    else _cache_path(Path(cache_dir), v, f"hnsw m={m} efc={ef_construction}"))
-            cached = _read_cached(faiss, path, n, d) if path is not None else None
-            index = cached if cached is not None else faiss.IndexHNSWFlat(d, m, ip)
+                    else _cache_path(Path(cache_dir), v, f"hnsw-lifted m={m} efc={ef_construction}"))
+            cached = _read_cached(faiss, path, n, d + 1) if path is not None else None
+            index = cached if cached is not None else faiss.IndexHNSWFlat(d + 1, m, ip)
             index.hnsw.efConstruction = ef_construction
             index.hnsw.efSearch = int(ef_search or (384 if n >= 500_000 else 256))
         else:
@@ -197,13 +204,25 @@ class FaissIndex:
 
     @property
     def dim(self) -> int:
-        return int(self._index.d)
+        return self._d
+
+    def _lift(self, v: np.ndarray) -> np.ndarray:
+        """HNSW rows [n, d + 1]: ``x / M`` and ``sqrt(1 - |x / M|^2)`` (``M`` the largest norm
+        at the build; 0 for a row added later with a larger norm), all on the unit sphere, so
+        the query's largest inner products are its nearest neighbours (Bachrach et al. 2014):
+        HNSW's graph serves queries from anywhere, not only near the rows. Exact scores come
+        back as ``score * M * |q|`` (the query's extra coordinate is 0)."""
+        if self._scale is None:
+            return v
+        x = v / np.float32(self._scale)
+        extra = np.sqrt(np.maximum(0.0, 1.0 - (x.astype(np.float64) ** 2).sum(1)))
+        return np.ascontiguousarray(np.concatenate([x, extra[:, None].astype(np.float32)], 1))
 
     def add(self, vectors: np.ndarray) -> np.ndarray:
         v = as_matrix(vectors, self.dim)
         with self._lock:
             n, base = len(self._live.view), int(self._index.ntotal)
-            self._index.add(v)
+            self._index.add(self._lift(v))
             if self._vecs is not None:
                 self._vecs.append(v)
             rows = np.arange(n, n + len(v), dtype=np.int64)
@@ -217,7 +236,7 @@ class FaissIndex:
             raise IndexError(f"row {idx} not in index of {len(self)} rows")
         with self._lock:
             fid = int(self._index.ntotal)
-            self._index.add(v)
+            self._index.add(self._lift(v))
             self._rows.append(np.array([idx], dtype=np.int64))
             if self._vecs is not None:
                 self._vecs.buf[idx] = v[0]
@@ -231,7 +250,10 @@ class FaissIndex:
         fids = self._live.view[idx]
         if len(fids) == 0:
             return np.zeros((0, self.dim), np.float32)
-        return self._index.reconstruct_batch(fids)
+        out = self._index.reconstruct_batch(fids)
+        if self._scale is not None:
+            out = np.ascontiguousarray(out[:, :self._d] * np.float32(self._scale))
+        return out
 
     def search(self, queries: np.ndarray, k: int,
                exclude: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -246,7 +268,14 @@ class FaissIndex:
         out_s = np.full((n_q, k), -np.inf, dtype=np.float32)
         if fetch == 0:
             return out_ids, out_s
-        scores, fids = self._index.search(q, fetch)
+        if self._scale is not None:  # the query on the sphere too; scores back to q . x
+            qn = np.linalg.norm(q.astype(np.float64), axis=1)
+            lifted = np.zeros((n_q, self._d + 1), np.float32)
+            lifted[:, :self._d] = q / np.maximum(qn, 1e-30)[:, None].astype(np.float32)
+            scores, fids = self._index.search(lifted, fetch)
+            scores = (scores * (qn * self._scale)[:, None]).astype(np.float32)
+        else:
+            scores, fids = self._index.search(q, fetch)
         if self._vecs is not None:  # exact re-ranking of the PQ candidates
             vecs = self._vecs.view
             ok = (fids >= 0) & (fids < total)
