@@ -176,6 +176,23 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - c
 
 
+def _interleaved(out: dict, name: str, ours, implicit) -> None:
+    """Time ``ours`` and ``implicit`` in the order ours, implicit, implicit, ours (so a load
+    that drifts weighs on both alike) and record the runs, means and ratios under ``name``."""
+    runs: dict[str, list] = {"ours": [], "implicit": []}
+    for who in ("ours", "implicit", "implicit", "ours"):
+        runs[who].append(_timed(ours if who == "ours" else implicit))
+    for who in ("ours", "implicit"):
+        out[f"{name}_{who}_runs"] = runs[who]
+        out[f"{name}_{who}_s"] = float(np.mean([w for w, _ in runs[who]]))
+        out[f"{name}_{who}_cpu_s"] = float(np.mean([c for _, c in runs[who]]))
+    out[f"{name}_ratio"] = out[f"{name}_ours_s"] / out[f"{name}_implicit_s"]
+    out[f"{name}_cpu_ratio"] = out[f"{name}_ours_cpu_s"] / out[f"{name}_implicit_cpu_s"]
+    # the fastest of each pair: the run least slowed by other jobs (as timeit reports)
+    out[f"{name}_min_ratio"] = (min(w for w, _ in runs["ours"])
+                                / min(w for w, _ in runs["implicit"]))
+
+
 def worker_reference(d: Path, naive_users: int, seed: int, all_users: int = 0,
                      which: str = "als,bpr") -> dict:
     """Ours against ``implicit`` called directly, then our evaluation of every test user and
@@ -206,22 +223,11 @@ def worker_reference(d: Path, naive_users: int, seed: int, all_users: int = 0,
                 ref.fit(x, show_progress=False)
             refs.append(ref)
 
-        runs: dict[str, list] = {"ours": [], "implicit": []}
-        for who in ("ours", "implicit", "implicit", "ours"):
-            runs[who].append(_timed((lambda: als.fit(train)) if who == "ours" else direct))
-        for who, key in (("ours", "als_ours"), ("implicit", "als_implicit")):
-            out[f"{key}_runs"] = runs[who]
-            out[f"{key}_s"] = float(np.mean([w for w, _ in runs[who]]))
-            out[f"{key}_cpu_s"] = float(np.mean([c for _, c in runs[who]]))
-        out["als_ratio"] = out["als_ours_s"] / out["als_implicit_s"]
-        out["als_cpu_ratio"] = out["als_ours_cpu_s"] / out["als_implicit_cpu_s"]
-        # the fastest of each pair: the run least slowed by other jobs (as timeit reports)
-        out["als_min_ratio"] = (min(w for w, _ in runs["ours"])
-                                / min(w for w, _ in runs["implicit"]))
+        _interleaved(out, "als", lambda: als.fit(train), direct)
         out["als_max_factor_diff"] = float(np.abs(als.item_factors_ - refs[-1].item_factors).max())
     else:
         als.fit(train)
-    if "bpr" in which:  # the same four runs: ours, implicit, implicit, ours
+    if "bpr" in which:
         bpr = build_model("bpr")
         y = train.csr()
 
@@ -232,17 +238,7 @@ def worker_reference(d: Path, naive_users: int, seed: int, all_users: int = 0,
                 random_state=bpr.random_state)
             ref.fit(y, show_progress=False)
 
-        runs = {"ours": [], "implicit": []}
-        for who in ("ours", "implicit", "implicit", "ours"):
-            runs[who].append(_timed((lambda: bpr.fit(train)) if who == "ours" else direct_bpr))
-        for who, key in (("ours", "bpr_ours"), ("implicit", "bpr_implicit")):
-            out[f"{key}_runs"] = runs[who]
-            out[f"{key}_s"] = float(np.mean([w for w, _ in runs[who]]))
-            out[f"{key}_cpu_s"] = float(np.mean([c for _, c in runs[who]]))
-        out["bpr_ratio"] = out["bpr_ours_s"] / out["bpr_implicit_s"]
-        out["bpr_cpu_ratio"] = out["bpr_ours_cpu_s"] / out["bpr_implicit_cpu_s"]
-        out["bpr_min_ratio"] = (min(w for w, _ in runs["ours"])
-                                / min(w for w, _ in runs["implicit"]))
+        _interleaved(out, "bpr", lambda: bpr.fit(train), direct_bpr)
 
     every = _sample(split.test, all_users, seed + 2)  # every test user unless capped
     res = evaluate(als, every, dataset=None, beyond_accuracy=False)

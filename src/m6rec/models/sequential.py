@@ -227,7 +227,8 @@ class SequentialRecommender(Recommender):
             if table is not None and getattr(module, "item_rows", False):
                 # only the rows the histories read: a request costs its history, not the
                 # catalogue (the service's table has every item, posted ones too)
-                x, ex, table = _rows_read(x, ex, table)
+                x, ex, rows = _rows_read(x, ex, len(table))
+                table = table[rows]
             return module.encode_last(x, m, ex, table, g)
         if item_table is None:
             h = module.encode(x, m, ex)
@@ -397,19 +398,19 @@ def _into(rows: Any, t: Any, n: int, pad: int) -> Any:
     return torch.where(real, torch.searchsorted(rows, t.clamp(0, n - 1)), torch.full_like(t, pad))
 
 
-def _rows_read(items: Any, extras: dict, table: Any) -> tuple[Any, dict, Any]:
-    """Windows ``items`` (pads = ``len(table)``) and their ``older`` extras re-indexed into the
-    rows of ``table`` they read, and those rows: the same inputs for an encoder."""
+def _rows_read(items: Any, extras: dict, n: int) -> tuple[Any, dict, Any]:
+    """Windows ``items`` into a catalogue of ``n`` rows (pads = ``n``) and their ``older``
+    extras re-indexed into the rows they read, and those rows (sorted): the same inputs for an
+    encoder given the table of those rows."""
     import torch
 
-    n = len(table)
     older = extras.get("older")
     seen = [items[items < n]] + ([older[older >= 0]] if older is not None else [])
     rows = torch.unique(torch.cat(seen))
     ex = dict(extras)
     if older is not None:
         ex["older"] = _into(rows, older, n, -1)
-    return _into(rows, items, n, len(rows)), ex, table[rows]
+    return _into(rows, items, n, len(rows)), ex, rows
 
 
 def sampled_step(module: Any, n: int, items: Any, sel: Any, extras: dict, target: Any,
@@ -428,14 +429,8 @@ def sampled_step(module: Any, n: int, items: Any, sel: Any, extras: dict, target
     neg = torch.randint(0, pool, (N_NEGATIVES,), generator=generator).to(target.device)
     if only is not None:
         neg = only[neg]
-    older = extras.get("older")
-    seen = [items[items < n]] + ([older[older >= 0]] if older is not None else [])
-    rows_in = torch.unique(torch.cat(seen))
-    ex = dict(extras)
-    if older is not None:
-        ex["older"] = _into(rows_in, older, n, -1)
-    h = module.encode(_into(rows_in, items, n, len(rows_in)), sel, ex,
-                      table=module.item_table(rows_in))[sel]
+    x, ex, rows_in = _rows_read(items, extras, n)
+    h = module.encode(x, sel, ex, table=module.item_table(rows_in))[sel]
     rows_out, inv = torch.unique(torch.cat([target, neg]), return_inverse=True)
     return sampled_softmax_ce(h, inv[:len(target)], module.item_table(rows_out),
                               negatives=inv[len(target):])
