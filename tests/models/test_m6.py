@@ -396,7 +396,7 @@ def test_m6_switches_to_the_topk_teacher_when_the_dense_one_does_not_fit(monkeyp
     monkeypatch.setattr(teacher, "TOPK", 4)
     top = teacher.fit_teacher(ds)
     assert isinstance(top, teacher.TopK) and top.index.shape == (21, 4)
-    params = {**FAST, "epochs": 15, "max_len": 4, "long_term": 0}
+    params = {**FAST, "epochs": 40, "max_len": 4, "long_term": 0}
     with caplog.at_level("INFO", logger="m6rec.models"):
         m = build_model("m6", **params, teacher_weight=2.0).fit(ds)
     assert any("top-k form" in r.getMessage() for r in caplog.records)
@@ -414,7 +414,7 @@ def test_m6_switches_to_the_topk_teacher_when_the_dense_one_does_not_fit(monkeyp
         ok = p > 0
         return float((p[ok] * (p[ok].log() - logq[ok])).sum() / mk.sum())
 
-    assert distance(m) < 0.9 * distance(plain)  # measured 1.34 vs 1.58
+    assert distance(m) < 0.9 * distance(plain)  # measured 1.51 vs 5.91
 
 
 def _cycle_with_kg(linked: int = 8):

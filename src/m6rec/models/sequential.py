@@ -42,7 +42,7 @@ from m6rec.data.dataset import Dataset
 from m6rec.data.histories import Histories
 from m6rec.models.base import Recommender
 from m6rec.train.evalset import EvalSet
-from m6rec.train.params import SEQUENTIAL, set_train_params
+from m6rec.train.params import SEQUENTIAL, WEIGHT_AVERAGE, set_train_params
 
 EXTRAS = ("timestamps", "time_gaps", "ratings", "events", "users")
 
@@ -62,6 +62,10 @@ class SequentialRecommender(Recommender):
         "ce_max_items": 20000, "mask_history": False}
     #: ``"left"``: pads before the items (newest item last); ``"right"``: pads after them.
     padding_side: ClassVar[str] = "left"
+    #: Decay per step of the moving average of the weights that validation, early stopping
+    #: and the fitted model use (`m6rec.train.loop.train_epochs` ``ema``); None: the raw
+    #: weights.
+    weight_average: ClassVar[float | None] = WEIGHT_AVERAGE
     #: Names from `EXTRAS` that ``encode`` reads.
     extras: ClassVar[tuple[str, ...]] = ()
 
@@ -159,7 +163,7 @@ class SequentialRecommender(Recommender):
 
             res = train_epochs(module, opt, step, len(x), epochs=self.epochs,
                                batch_size=self.batch_size, generator=gen, validate=validate,
-                               patience=self.patience,
+                               patience=self.patience, ema=self.weight_average,
                                verbose=self.verbose, desc=self.name or type(self).__name__)
         self.history_ = res.history
         self.best_epoch_ = res.best_epoch
@@ -434,3 +438,4 @@ def sampled_step(module: Any, n: int, items: Any, sel: Any, extras: dict, target
     rows_out, inv = torch.unique(torch.cat([target, neg]), return_inverse=True)
     return sampled_softmax_ce(h, inv[:len(target)], module.item_table(rows_out),
                               negatives=inv[len(target):])
+

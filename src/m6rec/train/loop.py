@@ -136,6 +136,7 @@ def train_epochs(module: nn.Module, optimizer: torch.optim.Optimizer,
                  epochs: int, batch_size: int, generator: torch.Generator,
                  validate: Callable[[], float] | None = None, eval_every: int = 1,
                  patience: int = 10, metric: str = "ndcg@10", clip_grad: float | None = None,
+                 ema: float | None = None,
                  verbose: bool = False, desc: str = "training") -> TrainResult:
     """Train ``module`` for up to ``epochs`` passes over ``n_examples`` shuffled examples.
 
@@ -150,6 +151,10 @@ def train_epochs(module: nn.Module, optimizer: torch.optim.Optimizer,
         evaluations without improvement and the best weights are restored.
     clip_grad : float, optional
         Clip the gradients' global norm.
+    ema : float, optional
+        Keep an exponential moving average of the parameters (decay ``ema`` per step, warmed
+        up as ``min(ema, (1 + n) / (10 + n))``); validation, early stopping and the returned
+        weights use the average, training continues from the raw weights.
     verbose : bool
         Show a progress bar (only on a terminal) and log each epoch at INFO level.
 
@@ -172,6 +177,9 @@ def train_epochs(module: nn.Module, optimizer: torch.optim.Optimizer,
                 return amp_step(idx).float()
 
     stopper = EarlyStopping(patience) if validate is not None else None
+    params = [p for p in module.parameters() if p.requires_grad]
+    averaged = [p.detach().clone() for p in params] if ema else None
+    n_updates = 0
     n_batches = max(1, math.ceil(n_examples / batch_size))
     with _progress(verbose, desc, epochs) as advance:
         for epoch in range(1, epochs + 1):
@@ -189,6 +197,10 @@ def train_epochs(module: nn.Module, optimizer: torch.optim.Optimizer,
                 if clip_grad is not None:
                     nn.utils.clip_grad_norm_(module.parameters(), clip_grad)
                 optimizer.step()
+                if averaged is not None:
+                    n_updates += 1
+                    _ema_update(averaged, params,
+                                min(float(ema), (1 + n_updates) / (10 + n_updates)))
                 total += float(loss.detach())
             if parallel is not None:
                 total = parallel.mean(total)
@@ -197,9 +209,10 @@ def train_epochs(module: nn.Module, optimizer: torch.optim.Optimizer,
             stop = False
             if stopper is not None and (epoch % eval_every == 0 or epoch == epochs):
                 module.eval()
-                score = float(validate())
-                record[f"valid_{metric}"] = score
-                stop = stopper.step(score, epoch, module)
+                with _swapped(params, averaged):
+                    score = float(validate())
+                    record[f"valid_{metric}"] = score
+                    stop = stopper.step(score, epoch, module)
             record["seconds"] = time.perf_counter() - t0
             result.history.append(record)
             if verbose:
@@ -214,8 +227,37 @@ def train_epochs(module: nn.Module, optimizer: torch.optim.Optimizer,
         stopper.restore(module)
         result.best_epoch, result.best_score = stopper.best_epoch, stopper.best_score
     else:
+        if averaged is not None:
+            with torch.no_grad():
+                for p, a in zip(params, averaged, strict=True):
+                    p.copy_(a)
         result.best_epoch = len(result.history)
     return result
+
+
+def _ema_update(averaged: list[torch.Tensor], params: list[torch.Tensor], decay: float) -> None:
+    with torch.no_grad():
+        for a, p in zip(averaged, params, strict=True):
+            a.lerp_(p.detach(), 1.0 - decay)
+
+
+@contextlib.contextmanager
+def _swapped(params: list[torch.Tensor], averaged: list[torch.Tensor] | None) -> Iterator[None]:
+    """Run a block with the averaged weights in ``params`` (no-op without an average), the raw
+    ones put back on exit."""
+    if averaged is None:
+        yield
+        return
+    with torch.no_grad():
+        raw = [p.detach().clone() for p in params]
+        for p, a in zip(params, averaged, strict=True):
+            p.copy_(a)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, r in zip(params, raw, strict=True):
+                p.copy_(r)
 
 
 @contextlib.contextmanager

@@ -36,7 +36,8 @@ class M6(SequentialRecommender):
     """The M6-style text recommender (see `m6rec.models.m6`).
 
     Defaults are the most accurate setting measured on ml-100k ``loo`` (3 seeds): a one-layer
-    GRU tower of width 128, the EASE teacher at 0.3 and 200 items of long-term taste.
+    GRU tower of width 128, the EASE teacher at 0.3 and 200 items of long-term taste (the fitted
+    weights are a moving average, `m6rec.train.params.WEIGHT_AVERAGE`).
 
     Parameters
     ----------
