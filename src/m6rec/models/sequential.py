@@ -438,4 +438,3 @@ def sampled_step(module: Any, n: int, items: Any, sel: Any, extras: dict, target
     rows_out, inv = torch.unique(torch.cat([target, neg]), return_inverse=True)
     return sampled_softmax_ce(h, inv[:len(target)], module.item_table(rows_out),
                               negatives=inv[len(target):])
-

@@ -228,9 +228,7 @@ def train_epochs(module: nn.Module, optimizer: torch.optim.Optimizer,
         result.best_epoch, result.best_score = stopper.best_epoch, stopper.best_score
     else:
         if averaged is not None:
-            with torch.no_grad():
-                for p, a in zip(params, averaged, strict=True):
-                    p.copy_(a)
+            _copy(params, averaged)
         result.best_epoch = len(result.history)
     return result
 
@@ -248,16 +246,18 @@ def _swapped(params: list[torch.Tensor], averaged: list[torch.Tensor] | None) ->
     if averaged is None:
         yield
         return
-    with torch.no_grad():
-        raw = [p.detach().clone() for p in params]
-        for p, a in zip(params, averaged, strict=True):
-            p.copy_(a)
+    raw = [p.detach().clone() for p in params]
+    _copy(params, averaged)
     try:
         yield
     finally:
-        with torch.no_grad():
-            for p, r in zip(params, raw, strict=True):
-                p.copy_(r)
+        _copy(params, raw)
+
+
+def _copy(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for d, s in zip(dst, src, strict=True):
+            d.copy_(s)
 
 
 @contextlib.contextmanager
